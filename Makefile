@@ -1,0 +1,66 @@
+# sre.rollout — the two commands a newcomer needs are `make demo` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON    ?= python3
+VENV      := .venv
+PY        := $(VENV)/bin/python
+LAB_HOSTS ?= 6
+LAB_DIR   ?= $(CURDIR)/.lab
+PYTEST_ARGS ?=
+export LAB_HOSTS LAB_DIR
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: help setup venv packages collection lab-up lab-down lab-status demo test test-unit test-integration lint clean
+
+help:
+	@echo "make demo        set everything up and run a release in the lab"
+	@echo "make test        set everything up and run all tests (lab up, pytest, lab down)"
+	@echo "make setup       .venv + Debian packages + collection link"
+	@echo "make lab-up      start the lab (LAB_HOSTS=$(LAB_HOSTS)); make lab-down stops it"
+	@echo "make lint        ansible-lint (production profile)"
+
+setup: packages venv collection
+
+packages:
+	@scripts/setup-packages.sh
+
+$(VENV)/.installed: requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	@touch $@
+
+venv: $(VENV)/.installed
+
+# ansible.cfg points collections_path at .collections; the collection is the repo itself.
+collection:
+	@mkdir -p .collections/ansible_collections/sre
+	@ln -sfn ../../.. .collections/ansible_collections/sre/rollout
+
+lab-up: setup
+	$(PY) tests/lab/lab.py up
+
+lab-down:
+	@if [ -x $(PY) ]; then $(PY) tests/lab/lab.py down; else $(PYTHON) tests/lab/lab.py down; fi
+
+lab-status:
+	$(PY) tests/lab/lab.py status
+
+demo: setup
+	$(MAKE) lab-up
+	$(PY) tests/lab/demo.py
+
+test: setup
+	$(MAKE) lab-up
+	@rc=0; $(PY) -m pytest $(PYTEST_ARGS) tests || rc=$$?; $(MAKE) lab-down; exit $$rc
+
+test-unit: setup
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ansible-lint
+
+clean: lab-down
+	rm -rf $(VENV) .collections .pytest_cache

@@ -1,0 +1,187 @@
+"""Test helpers for the lab: read lab.json, drive load, run Ansible.
+
+Used by tests/conftest.py; importable by any test as ``import labkit``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+LOAD_PY = REPO / "tests" / "lab" / "load.py"
+
+
+def lab_dir() -> Path:
+    return Path(os.environ.get("LAB_DIR", str(REPO / ".lab"))).resolve()
+
+
+def load_lab() -> dict:
+    path = lab_dir() / "lab.json"
+    if not path.exists():
+        raise AssertionError(f"the lab is not up ({path} missing): run `make lab-up` first")
+    return json.loads(path.read_text())
+
+
+def ansible_env(extra: dict | None = None) -> dict:
+    """Environment for ansible-* commands run from the checkout against the lab."""
+    env = dict(os.environ)
+    venv_bin = str(REPO / ".venv" / "bin")
+    env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
+    env["ANSIBLE_CONFIG"] = str(REPO / "ansible.cfg")
+    env["LAB_DIR"] = str(lab_dir())
+    env.setdefault("ANSIBLE_FORCE_COLOR", "0")
+    env.setdefault("ANSIBLE_NOCOLOR", "1")
+    if extra:
+        env.update(extra)
+    return env
+
+
+class LoadRun:
+    """Constant load through a URL while the ``with`` block runs.
+
+    ``summary`` holds load.py's JSON once the block exits; ``errors`` is the
+    total of non-2xx answers and connection errors.
+    """
+
+    def __init__(self, url: str, rate: float = 40, path: str = "/", max_seconds: int = 900,
+                 timeout: float = 10.0, concurrency: int = 16, events: bool = False) -> None:
+        self.url = url.rstrip("/") + path
+        self.rate = rate
+        self.max_seconds = max_seconds
+        self.timeout = timeout
+        self.concurrency = concurrency
+        self.events_file = Path(tempfile.mkstemp(prefix="load-events-", suffix=".jsonl")[1]) if events else None
+        self.summary: dict[str, Any] = {}
+        self._proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> "LoadRun":
+        cmd = [sys.executable, str(LOAD_PY), "--url", self.url, "--rate", str(self.rate),
+               "--duration", str(self.max_seconds), "--timeout", str(self.timeout),
+               "--concurrency", str(self.concurrency)]
+        if self.events_file:
+            cmd += ["--events", str(self.events_file)]
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.0)  # let the first requests flow before the caller acts
+        return self
+
+    def stop(self) -> dict:
+        if self._proc is None:
+            return self.summary
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+        out, err = self._proc.communicate(timeout=60)
+        self._proc = None
+        try:
+            self.summary = json.loads(out)
+        except json.JSONDecodeError as exc:
+            raise AssertionError(f"load.py printed no JSON: {out!r} {err!r}") from exc
+        return self.summary
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def events(self) -> list[dict]:
+        if not self.events_file:
+            return []
+        return [json.loads(line) for line in self.events_file.read_text().splitlines() if line.strip()]
+
+
+@dataclass
+class RunResult:
+    rc: int
+    status: str
+    stdout: str
+    events: list[dict] = field(default_factory=list)
+
+    def results(self, task: str | None = None, host: str | None = None) -> list[dict]:
+        """Task results (``res`` of runner_on_ok/failed/skipped), filtered by task name/host."""
+        out = []
+        for ev in self.events:
+            if ev.get("event") not in ("runner_on_ok", "runner_on_failed", "runner_on_skipped",
+                                       "runner_on_unreachable", "runner_item_on_ok", "runner_item_on_failed"):
+                continue
+            data = ev.get("event_data", {})
+            if task is not None and data.get("task") != task:
+                continue
+            if host is not None and data.get("host") != host:
+                continue
+            res = dict(data.get("res") or {})
+            res["_event"] = ev["event"]
+            res["_host"] = data.get("host")
+            res["_task"] = data.get("task")
+            out.append(res)
+        return out
+
+    def stats(self) -> dict:
+        for ev in reversed(self.events):
+            if ev.get("event") == "playbook_on_stats":
+                return ev.get("event_data", {})
+        return {}
+
+
+class Ansible:
+    """Run modules and playbooks against the lab inventory with ansible-runner."""
+
+    def __init__(self, inventory: str | None = None) -> None:
+        self.inventory = inventory or str(REPO / "inventories" / "lab")
+
+    def playbook(self, playbook: str | list, extravars: dict | None = None, limit: str | None = None,
+                 check: bool = False, diff: bool = False, envvars: dict | None = None,
+                 timeout: int | None = None, inventory: str | None = None) -> RunResult:
+        import ansible_runner  # only the integration tests need it
+
+        cmdline = []
+        if check:
+            cmdline.append("--check")
+        if diff:
+            cmdline.append("--diff")
+        if isinstance(playbook, str) and not os.path.isabs(playbook):
+            playbook = str(REPO / playbook)
+        with tempfile.TemporaryDirectory(prefix="runner-") as pdd:
+            env = {k: v for k, v in ansible_env(envvars).items()
+                   if k.startswith(("ANSIBLE_", "LAB_", "SRE_", "PATH"))}
+            kwargs: dict[str, Any] = dict(
+                private_data_dir=pdd, playbook=playbook, inventory=inventory or self.inventory,
+                extravars=extravars or {}, envvars=env, quiet=True, limit=limit,
+                cmdline=" ".join(cmdline) or None, timeout=timeout,
+                project_dir=str(REPO),
+            )
+            r = ansible_runner.run(**kwargs)
+            events = list(r.events)
+            stdout = r.stdout.read()
+            return RunResult(rc=r.rc, status=r.status, stdout=stdout, events=events)
+
+    def module(self, module: str, args: dict | None = None, hosts: str = "localhost", check: bool = False,
+               diff: bool = False, envvars: dict | None = None, gather_facts: bool = False) -> dict[str, dict]:
+        """Run one module on ``hosts``; return ``{host: result}`` (result has ``failed``/``changed``)."""
+        if "." not in module:
+            module = f"sre.rollout.{module}"
+        play = [{
+            "name": "run one module",
+            "hosts": hosts,
+            "gather_facts": gather_facts,
+            "tasks": [{"name": "the module", module: args or {}, "ignore_errors": True}],
+        }]
+        run = self.playbook(play, check=check, diff=diff, envvars=envvars)
+        out = {r["_host"]: r for r in run.results(task="the module")}
+        if not out:
+            raise AssertionError(f"no result from {module}: rc={run.rc}\n{run.stdout[-4000:]}")
+        return out
+
+
+def ansible_playbook_cli(playbook: str, *args: str, envvars: dict | None = None,
+                         timeout: int = 1200) -> subprocess.CompletedProcess:
+    """Run the ansible-playbook command line, as a user would."""
+    cmd = [str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", str(REPO / "inventories" / "lab"),
+           str(REPO / playbook), *args]
+    return subprocess.run(cmd, cwd=REPO, env=ansible_env(envvars), capture_output=True, text=True,
+                          timeout=timeout)
