@@ -1,0 +1,709 @@
+#!/usr/bin/env python3
+"""The lab: real HAProxy, nginx, Prometheus, Alertmanager, sshd and app hosts on loopback.
+
+    lab.py up       start whatever is not running (idempotent), write lab.json
+    lab.py down     stop exactly the lab's processes, by their pidfiles
+    lab.py status   what runs
+    lab.py reset    every host back on app-1.0.0, enabled in both LBs, no silences
+    lab.py haproxy-reload   reload HAProxy keeping runtime state (server-state-file)
+
+Environment: LAB_DIR (default <repo>/.lab), LAB_NET (default 10: hosts on
+127.0.<NET>.N, service ports 10000 + 100*NET + offset), LAB_HOSTS (default 6).
+Everything listens on loopback only. Nothing is ever killed by name.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+LAB = Path(os.environ.get("LAB_DIR") or REPO / ".lab").resolve()
+NET = int(os.environ.get("LAB_NET", "10"))
+NHOSTS = int(os.environ.get("LAB_HOSTS", "6"))
+BASE = 10000 + 100 * NET
+APP_PORT = 8080
+SSH_PORT = 2222
+ZONES = ("zone-a", "zone-b", "zone-c")
+INITIAL = "app-1.0.0"
+
+PORTS = {
+    "haproxy_frontend": BASE + 80,
+    "nginx": BASE + 81,
+    "artifacts": BASE + 88,
+    "prometheus": BASE + 90,
+    "alertmanager": BASE + 93,
+    "haproxy_admin": BASE + 99,
+    "haproxy_exporter": BASE + 44,
+}
+
+RUN = LAB / "run"
+LOGS = LAB / "logs"
+
+
+def log(msg: str) -> None:
+    print(f"lab: {msg}", flush=True)
+
+
+def die(msg: str) -> None:
+    print(f"lab: ERROR: {msg}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+# --------------------------------------------------------------------------- processes
+
+def read_pid(pidfile: Path) -> int | None:
+    try:
+        return int(pidfile.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie is not alive for our purposes
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except OSError:
+        return False
+
+
+def running(pidfile: Path) -> bool:
+    return alive(read_pid(pidfile))
+
+
+def descendants(pid: int) -> list[int]:
+    """Children of pid, recursively, found through /proc (by parent pid, never by name)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        parents.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def stop_pidfile(pidfile: Path, what: str, grace: float = 10.0) -> bool:
+    pid = read_pid(pidfile)
+    if not alive(pid):
+        pidfile.unlink(missing_ok=True)
+        return False
+    tree = [pid] + descendants(pid)
+    for p in tree:
+        try:
+            os.kill(p, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(alive(p) for p in tree):
+        time.sleep(0.1)
+    for p in tree:
+        if alive(p):
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    pidfile.unlink(missing_ok=True)
+    log(f"stopped {what} (pid {pid})")
+    return True
+
+
+def spawn(name: str, cmd: list[str], cwd: Path | None = None) -> None:
+    """Start a foreground-style server in its own session, recording its pid."""
+    pidfile = RUN / f"{name}.pid"
+    if running(pidfile):
+        return
+    logf = open(LOGS / f"{name}.log", "ab")
+    proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            cwd=cwd, start_new_session=True)
+    pidfile.write_text(f"{proc.pid}\n")
+    log(f"started {name} (pid {proc.pid})")
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.3)
+        return s.connect_ex((host, port)) != 0
+
+
+def require_port(host: str, port: int, who: str) -> None:
+    if not port_free(host, port):
+        die(f"{host}:{port} is already in use by a process that is not this lab's {who}; "
+            f"stop it or choose another LAB_NET (ports {BASE}..{BASE + 99})")
+
+
+def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if r.returncode != 0:
+        die(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip() or r.stdout.strip()}")
+    return r
+
+
+def which(*names: str) -> str:
+    for n in names:
+        for d in ("/usr/sbin", "/usr/bin", "/sbin", "/bin"):
+            if os.access(f"{d}/{n}", os.X_OK):
+                return f"{d}/{n}"
+        found = shutil.which(n)
+        if found:
+            return found
+    die(f"none of {names} is installed: run `make setup`")
+    return ""
+
+
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except (OSError, urllib.error.URLError):
+        return 0, b""
+
+
+def wait_for(what: str, check, timeout: float = 60.0, interval: float = 0.3) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    die(f"timed out after {timeout:.0f}s waiting for {what}; logs are in {LOGS}")
+
+
+# --------------------------------------------------------------------------- layout
+
+def hosts() -> list[dict]:
+    out = []
+    for i in range(1, NHOSTS + 1):
+        name = f"web{i:02d}"
+        addr = f"127.0.{NET}.{i}"
+        out.append({"name": name, "address": addr, "port": APP_PORT, "root": str(LAB / "hosts" / name),
+                    "url": f"http://{addr}:{APP_PORT}", "zone": ZONES[(i - 1) % len(ZONES)]})
+    return out
+
+
+def lab_json() -> dict:
+    return {
+        "lab_dir": str(LAB), "net": NET, "repo": str(REPO),
+        "haproxy": {"url": f"http://127.0.0.1:{PORTS['haproxy_frontend']}",
+                    "socket": str(LAB / "haproxy" / "admin.sock"),
+                    "admin_tcp": f"127.0.0.1:{PORTS['haproxy_admin']}",
+                    "exporter": f"http://127.0.0.1:{PORTS['haproxy_exporter']}/metrics",
+                    "backend": "app", "config": str(LAB / "haproxy" / "haproxy.cfg"),
+                    "pidfile": str(RUN / "haproxy.pid"),
+                    "state_file": str(LAB / "haproxy" / "server-state")},
+        "nginx": {"url": f"http://127.0.0.1:{PORTS['nginx']}",
+                  "upstream_file": str(LAB / "nginx" / "upstream_app.conf"), "upstream": "app",
+                  "conf": str(LAB / "nginx" / "nginx.conf"), "prefix": str(LAB / "nginx"),
+                  "pidfile": str(LAB / "nginx" / "nginx.pid"), "binary": which("nginx")},
+        "prometheus": {"url": f"http://127.0.0.1:{PORTS['prometheus']}"},
+        "alertmanager": {"url": f"http://127.0.0.1:{PORTS['alertmanager']}"},
+        "artifacts": {"url": f"http://127.0.0.1:{PORTS['artifacts']}", "dir": str(LAB / "artifacts")},
+        "ssh": {"port": SSH_PORT, "key": str(LAB / "ssh" / "id_ed25519"), "user": getpass.getuser(),
+                "known_hosts": str(LAB / "ssh" / "known_hosts")},
+        "cmdb": {"file": str(LAB / "cmdb.json")},
+        "app": {"name": "app", "env": "lab", "initial": INITIAL},
+        "hosts": hosts(),
+    }
+
+
+def cmdb_json() -> dict:
+    """The lab's CMDB: NetBox-shaped virtual machine records, one per host."""
+    vms = []
+    for i, h in enumerate(hosts(), start=1):
+        vms.append({
+            "id": i, "name": h["name"],
+            "status": {"value": "active", "label": "Active"},
+            "role": {"slug": "web", "name": "web"},
+            "tags": [{"slug": "app-app", "name": "app-app"}],
+            "site": {"slug": h["zone"], "name": h["zone"]},
+            "tenant": None,
+            "primary_ip4": {"address": f"{h['address']}/32"},
+            "custom_fields": {"app": "app", "env": "lab", "zone": h["zone"]},
+        })
+    return {"virtual_machines": vms}
+
+
+# --------------------------------------------------------------------------- components
+
+def build_artifacts() -> None:
+    out = LAB / "artifacts"
+    run([sys.executable, str(HERE / "build_artifacts.py"), str(out)])
+
+
+def artifact_sha(name: str) -> str:
+    for line in (LAB / "artifacts" / "SHA256SUMS").read_text().splitlines():
+        digest, fname = line.split()
+        if fname == f"{name}.tar.gz":
+            return digest
+    die(f"{name} missing from SHA256SUMS")
+    return ""
+
+
+def setup_ssh() -> None:
+    d = LAB / "ssh"
+    d.mkdir(parents=True, exist_ok=True)
+    os.chmod(d, 0o700)
+    keygen = which("ssh-keygen")
+    if not (d / "id_ed25519").exists():
+        run([keygen, "-q", "-t", "ed25519", "-N", "", "-C", "sre-rollout-lab", "-f", str(d / "id_ed25519")])
+    if not (d / "ssh_host_ed25519_key").exists():
+        run([keygen, "-q", "-t", "ed25519", "-N", "", "-C", "sre-rollout-lab-host",
+             "-f", str(d / "ssh_host_ed25519_key")])
+    (d / "authorized_keys").write_text((d / "id_ed25519.pub").read_text())
+    os.chmod(d / "authorized_keys", 0o600)
+    hostkey = (d / "ssh_host_ed25519_key.pub").read_text().split()[:2]
+    (d / "known_hosts").write_text("".join(f"[{h['address']}]:{SSH_PORT} {' '.join(hostkey)}\n" for h in hosts()))
+    listen = "".join(f"ListenAddress {h['address']}:{SSH_PORT}\n" for h in hosts())
+    (d / "sshd_config").write_text(f"""# lab sshd: loopback host addresses only, own keys, own authorized_keys
+{listen}HostKey {d / 'ssh_host_ed25519_key'}
+PidFile {RUN / 'sshd.pid'}
+AuthorizedKeysFile {d / 'authorized_keys'}
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+AllowUsers {getpass.getuser()}
+UsePAM no
+StrictModes no
+MaxStartups 200:30:400
+MaxSessions 100
+LogLevel ERROR
+Subsystem sftp internal-sftp
+""")
+
+
+def start_sshd() -> None:
+    pidfile = RUN / "sshd.pid"
+    if running(pidfile):
+        return
+    sshd = which("sshd")
+    if os.geteuid() == 0:
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
+    for h in hosts():
+        require_port(h["address"], SSH_PORT, "sshd")
+    cfg = str(LAB / "ssh" / "sshd_config")
+    run([sshd, "-t", "-f", cfg])
+    run([sshd, "-f", cfg, "-E", str(LOGS / "sshd.log")])
+    wait_for("sshd", lambda: running(pidfile) and not port_free(hosts()[0]["address"], SSH_PORT), 15)
+    log(f"started sshd (pid {read_pid(pidfile)})")
+
+
+def write_state(root: Path, artifact: str, sha: str) -> None:
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    state = {"version": 1, "current": artifact, "previous": None,
+             "releases": {artifact: {"sha256": sha, "staged_at": now, "complete": True}},
+             "history": [{"artifact": artifact, "action": "activate", "release_id": "lab-init",
+                          "time": now, "outcome": "ok"}]}
+    (root / ".rollout").mkdir(parents=True, exist_ok=True)
+    tmp = root / ".rollout" / "state.json.tmp"
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    os.replace(tmp, root / ".rollout" / "state.json")
+
+
+def install_initial(h: dict) -> None:
+    """Lay out a host's root on app-1.0.0 (what a first deploy would leave)."""
+    root = Path(h["root"])
+    rel = root / "releases" / INITIAL
+    for sub in ("releases", "shared/run", "shared/logs", "backups"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    sha = artifact_sha(INITIAL)
+    if not (rel / ".rollout-complete").exists():
+        shutil.rmtree(rel, ignore_errors=True)
+        rel.mkdir(parents=True)
+        with tarfile.open(LAB / "artifacts" / f"{INITIAL}.tar.gz") as tar:
+            tar.extractall(rel, filter="tar") if hasattr(tarfile, "data_filter") else tar.extractall(rel)
+        (rel / ".rollout-complete").write_text(json.dumps({"sha256": sha}) + "\n")
+    tmp = root / "current.lab-tmp"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(f"releases/{INITIAL}")
+    os.replace(tmp, root / "current")
+    write_state(root, INITIAL, sha)
+
+
+def write_app_env(h: dict) -> None:
+    root = Path(h["root"])
+    (root / "shared").mkdir(parents=True, exist_ok=True)
+    (root / "shared" / "app.env").write_text(
+        f"APP_HOST={h['address']}\nAPP_PORT={h['port']}\nAPP_NAME={h['name']}\nAPP_ZONE={h['zone']}\n")
+
+
+def app_pidfile(h: dict) -> Path:
+    return Path(h["root"]) / "shared" / "run" / "app.pid"
+
+
+def start_app(h: dict) -> None:
+    if running(app_pidfile(h)):
+        return
+    require_port(h["address"], h["port"], f"app on {h['name']}")
+    run([str(Path(h["root"]) / "current" / "bin" / "start")])
+
+
+def setup_hosts() -> None:
+    for h in hosts():
+        root = Path(h["root"])
+        write_app_env(h)
+        if not (root / "current").exists():
+            install_initial(h)
+        start_app(h)
+
+
+def haproxy_cfg() -> str:
+    servers = "".join(f"    server {h['name']} {h['address']}:{h['port']} check\n" for h in hosts())
+    hp = LAB / "haproxy"
+    return f"""# lab HAProxy: everything on loopback
+global
+    pidfile {RUN / 'haproxy.pid'}
+    stats socket {hp / 'admin.sock'} mode 600 level admin
+    stats socket ipv4@{lab_json()['haproxy']['admin_tcp']} level admin
+    stats timeout 30s
+    server-state-file {hp / 'server-state'}
+
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+    timeout queue 10s
+    option redispatch
+    retries 3
+    load-server-state-from-file global
+
+frontend fe_app
+    bind 127.0.0.1:{PORTS['haproxy_frontend']}
+    default_backend app
+
+frontend fe_exporter
+    bind 127.0.0.1:{PORTS['haproxy_exporter']}
+    http-request use-service prometheus-exporter if {{ path /metrics }}
+
+backend app
+    balance roundrobin
+    option httpchk GET /health
+    http-check expect status 200
+    default-server inter 1s fall 2 rise 2 weight 100
+{servers}"""
+
+
+def haproxy_cmd(sock_cmd: str) -> str:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(5)
+        s.connect(str(LAB / "haproxy" / "admin.sock"))
+        s.sendall(sock_cmd.encode() + b"\n")
+        chunks = []
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            chunks.append(b)
+    return b"".join(chunks).decode()
+
+
+def start_haproxy() -> None:
+    hp = LAB / "haproxy"
+    hp.mkdir(parents=True, exist_ok=True)
+    cfg = hp / "haproxy.cfg"
+    cfg.write_text(haproxy_cfg())
+    if running(RUN / "haproxy.pid"):
+        return
+    for key in ("haproxy_frontend", "haproxy_exporter", "haproxy_admin"):
+        require_port("127.0.0.1", PORTS[key], "haproxy")
+    haproxy = which("haproxy")
+    run([haproxy, "-c", "-q", "-f", str(cfg)])
+    run([haproxy, "-D", "-f", str(cfg), "-p", str(RUN / "haproxy.pid")])
+    wait_for("haproxy", lambda: running(RUN / "haproxy.pid") and (hp / "admin.sock").exists(), 15)
+    log(f"started haproxy (pid {read_pid(RUN / 'haproxy.pid')})")
+
+
+def haproxy_reload() -> None:
+    """Reload HAProxy keeping runtime state (maint/drain/weight) via server-state-file."""
+    hp = LAB / "haproxy"
+    (hp / "server-state").write_text(haproxy_cmd("show servers state"))
+    old = read_pid(RUN / "haproxy.pid")
+    haproxy = which("haproxy")
+    run([haproxy, "-c", "-q", "-f", str(hp / "haproxy.cfg")])
+    run([haproxy, "-D", "-f", str(hp / "haproxy.cfg"), "-p", str(RUN / "haproxy.pid"), "-sf", str(old)])
+    wait_for("the new haproxy", lambda: read_pid(RUN / "haproxy.pid") != old and running(RUN / "haproxy.pid"), 15)
+    wait_for("the old haproxy to exit", lambda: not alive(old), 30)
+    log(f"reloaded haproxy (pid {old} -> {read_pid(RUN / 'haproxy.pid')})")
+
+
+def nginx_upstream() -> str:
+    servers = "".join(f"    server {h['address']}:{h['port']} max_fails=1 fail_timeout=2s;\n" for h in hosts())
+    return f"upstream app {{\n{servers}}}\n"
+
+
+def start_nginx() -> None:
+    ng = LAB / "nginx"
+    for sub in ("logs", "tmp"):
+        (ng / sub).mkdir(parents=True, exist_ok=True)
+    conf = ng / "nginx.conf"
+    conf.write_text(f"""# lab nginx: the second, independent load balancer
+pid {ng / 'nginx.pid'};
+error_log {ng / 'logs' / 'error.log'} warn;
+worker_processes 1;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {ng / 'tmp' / 'body'};
+    proxy_temp_path {ng / 'tmp' / 'proxy'};
+    fastcgi_temp_path {ng / 'tmp' / 'fastcgi'};
+    uwsgi_temp_path {ng / 'tmp' / 'uwsgi'};
+    scgi_temp_path {ng / 'tmp' / 'scgi'};
+    include {ng / 'upstream_app.conf'};
+    server {{
+        listen 127.0.0.1:{PORTS['nginx']};
+        location / {{
+            proxy_pass http://app;
+            proxy_connect_timeout 2s;
+            proxy_read_timeout 60s;
+            proxy_next_upstream error timeout;
+        }}
+    }}
+}}
+""")
+    if not (ng / "upstream_app.conf").exists():
+        (ng / "upstream_app.conf").write_text(nginx_upstream())
+    if running(ng / "nginx.pid"):
+        return
+    require_port("127.0.0.1", PORTS["nginx"], "nginx")
+    nginx = which("nginx")
+    base = [nginx, "-p", str(ng), "-c", str(conf), "-e", str(ng / "logs" / "error.log")]
+    run(base + ["-t", "-q"])
+    run(base)
+    wait_for("nginx", lambda: running(ng / "nginx.pid"), 15)
+    log(f"started nginx (pid {read_pid(ng / 'nginx.pid')})")
+
+
+def start_prometheus() -> None:
+    pd = LAB / "prometheus"
+    pd.mkdir(parents=True, exist_ok=True)
+    targets = "".join(
+        f"      - targets: ['{h['address']}:{h['port']}']\n        labels: {{host: {h['name']}, zone: {h['zone']}}}\n"
+        for h in hosts())
+    (pd / "prometheus.yml").write_text(f"""global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: haproxy
+    static_configs:
+      - targets: ['127.0.0.1:{PORTS['haproxy_exporter']}']
+  - job_name: app
+    scrape_timeout: 900ms
+    static_configs:
+{targets}""")
+    if running(RUN / "prometheus.pid"):
+        return
+    require_port("127.0.0.1", PORTS["prometheus"], "prometheus")
+    spawn("prometheus", [which("prometheus"), f"--config.file={pd / 'prometheus.yml'}",
+                         f"--storage.tsdb.path={pd / 'data'}", "--storage.tsdb.retention.time=1d",
+                         f"--web.listen-address=127.0.0.1:{PORTS['prometheus']}", "--web.enable-lifecycle"])
+
+
+def start_alertmanager() -> None:
+    ad = LAB / "alertmanager"
+    ad.mkdir(parents=True, exist_ok=True)
+    (ad / "alertmanager.yml").write_text("""route:
+  receiver: blackhole
+  group_wait: 1s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: blackhole
+""")
+    if running(RUN / "alertmanager.pid"):
+        return
+    require_port("127.0.0.1", PORTS["alertmanager"], "alertmanager")
+    spawn("alertmanager", [which("prometheus-alertmanager", "alertmanager"),
+                           f"--config.file={ad / 'alertmanager.yml'}", f"--storage.path={ad / 'data'}",
+                           f"--web.listen-address=127.0.0.1:{PORTS['alertmanager']}",
+                           "--cluster.listen-address="])
+
+
+def start_artifacts() -> None:
+    if running(RUN / "artifacts.pid"):
+        return
+    require_port("127.0.0.1", PORTS["artifacts"], "artifact repository")
+    spawn("artifacts", [sys.executable, "-m", "http.server", str(PORTS["artifacts"]), "--bind", "127.0.0.1",
+                        "--directory", str(LAB / "artifacts")])
+
+
+# --------------------------------------------------------------------------- checks
+
+def haproxy_status() -> dict[str, str]:
+    out = {}
+    for line in haproxy_cmd("show stat").splitlines():
+        f = line.split(",")
+        if len(f) > 17 and f[0] == "app" and f[1] not in ("BACKEND", "FRONTEND"):
+            out[f[1]] = f[17]
+    return out
+
+
+def wait_ready() -> None:
+    L = lab_json()
+    for h in hosts():
+        wait_for(f"{h['name']} /health", lambda h=h: http_get(h["url"] + "/health")[0] == 200, 30)
+    wait_for("every server UP in HAProxy",
+             lambda: all(s == "UP" for s in haproxy_status().values()) and len(haproxy_status()) == NHOSTS, 30)
+    wait_for("nginx answering", lambda: http_get(L["nginx"]["url"] + "/")[0] == 200, 15)
+    wait_for("artifact repository", lambda: http_get(L["artifacts"]["url"] + "/SHA256SUMS")[0] == 200, 15)
+    wait_for("alertmanager", lambda: http_get(L["alertmanager"]["url"] + "/api/v2/status")[0] == 200, 30)
+
+    def prom_targets_up() -> bool:
+        code, body = http_get(L["prometheus"]["url"] + "/api/v1/targets")
+        if code != 200:
+            return False
+        active = json.loads(body)["data"]["activeTargets"]
+        return len(active) == NHOSTS + 1 and all(t["health"] == "up" for t in active)
+
+    wait_for("prometheus targets up", prom_targets_up, 60)
+
+
+# --------------------------------------------------------------------------- commands
+
+def up() -> None:
+    for d in (LAB, RUN, LOGS, LAB / "hosts"):
+        d.mkdir(parents=True, exist_ok=True)
+    build_artifacts()
+    (LAB / "cmdb.json").write_text(json.dumps(cmdb_json(), indent=2) + "\n")
+    setup_ssh()
+    start_sshd()
+    setup_hosts()
+    start_artifacts()
+    start_haproxy()
+    start_nginx()
+    start_prometheus()
+    start_alertmanager()
+    (LAB / "lab.json").write_text(json.dumps(lab_json(), indent=2) + "\n")
+    wait_ready()
+    L = lab_json()
+    print(f"""
+lab is up ({NHOSTS} hosts on 127.0.{NET}.1-{NHOSTS}, every host on {INITIAL}):
+  HAProxy       {L['haproxy']['url']}   runtime API {L['haproxy']['socket']} and {L['haproxy']['admin_tcp']}
+  HAProxy stats {L['haproxy']['exporter']}
+  nginx         {L['nginx']['url']}   upstream file {L['nginx']['upstream_file']}
+  Prometheus    {L['prometheus']['url']}
+  Alertmanager  {L['alertmanager']['url']}
+  artifacts     {L['artifacts']['url']}/
+  ssh           port {SSH_PORT}, key {L['ssh']['key']}
+  hosts         {', '.join(h['name'] + '=' + h['url'] for h in L['hosts'])}
+  description   {LAB / 'lab.json'}""", flush=True)
+
+
+def all_pidfiles() -> list[tuple[Path, str]]:
+    files = [(p, p.stem) for p in sorted(RUN.glob("*.pid"))] if RUN.exists() else []
+    files.append((LAB / "nginx" / "nginx.pid", "nginx"))
+    if (LAB / "hosts").exists():
+        for hd in sorted((LAB / "hosts").iterdir()):
+            files.append((hd / "shared" / "run" / "app.pid", f"app on {hd.name}"))
+    return files
+
+
+def down() -> None:
+    if not LAB.exists():
+        log(f"nothing to stop ({LAB} does not exist)")
+        return
+    stopped = 0
+    # apps first, load balancers and sshd last, so nothing in the lab sees a half-stopped peer
+    order = sorted(all_pidfiles(), key=lambda pf: (0 if pf[1].startswith("app on") else 1, pf[1]))
+    for pidfile, what in order:
+        stopped += stop_pidfile(pidfile, what)
+    log(f"down: {stopped} process(es) stopped")
+
+
+def status() -> int:
+    rc = 0
+    for pidfile, what in all_pidfiles():
+        pid = read_pid(pidfile)
+        state = "running" if alive(pid) else "stopped"
+        if state == "stopped":
+            rc = 1
+        print(f"{what:20s} {state:8s} {pid or ''}")
+    return rc
+
+
+def reset() -> None:
+    """Put the lab back to its initial state: every host on app-1.0.0, all enabled, no silences."""
+    L = lab_json()
+    for h in hosts():
+        root = Path(h["root"])
+        cur = os.readlink(root / "current") if (root / "current").is_symlink() else ""
+        if cur != f"releases/{INITIAL}" or not running(app_pidfile(h)):
+            subprocess.run([str(root / "current" / "bin" / "stop"), "10"], capture_output=True)
+            install_initial(h)
+        else:
+            write_state(root, INITIAL, artifact_sha(INITIAL))
+        for rel in (root / "releases").iterdir():
+            if rel.name != INITIAL:
+                shutil.rmtree(rel, ignore_errors=True)
+        (root / ".rollout" / "lock.json").unlink(missing_ok=True)
+        write_app_env(h)
+        start_app(h)
+    for h in hosts():
+        haproxy_cmd(f"set server app/{h['name']} state ready")
+        haproxy_cmd(f"set server app/{h['name']} weight 100")
+    up_file = LAB / "nginx" / "upstream_app.conf"
+    if up_file.read_text() != nginx_upstream():
+        up_file.write_text(nginx_upstream())
+        ng = LAB / "nginx"
+        run([L["nginx"]["binary"], "-p", str(ng), "-c", str(ng / "nginx.conf"), "-s", "reload"])
+    code, body = http_get(L["alertmanager"]["url"] + "/api/v2/silences")
+    if code == 200:
+        for s in json.loads(body):
+            if s["status"]["state"] != "expired":
+                req = urllib.request.Request(f"{L['alertmanager']['url']}/api/v2/silence/{s['id']}",
+                                             method="DELETE")
+                urllib.request.urlopen(req, timeout=5).read()
+    wait_ready()
+    log("reset: every host on app-1.0.0 and ready in both load balancers")
+
+
+def main() -> int:
+    cmd = sys.argv[1] if len(sys.argv) > 1 else "status"
+    if cmd == "up":
+        up()
+    elif cmd == "down":
+        down()
+    elif cmd == "status":
+        return status()
+    elif cmd == "reset":
+        reset()
+    elif cmd == "haproxy-reload":
+        haproxy_reload()
+    else:
+        print(__doc__)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
