@@ -17,12 +17,15 @@ from pathlib import Path
 
 APP_DIR = Path(__file__).resolve().parent / "app"
 
+# name -> (the version /version reports, behaviour). The version is the
+# artifact name without "app-", so a release of `-e rollout_version=1.3.0-errors`
+# can check that the host really runs what was deployed.
 ARTIFACTS = {
     "app-1.0.0": ("1.0.0", {}),
     "app-1.1.0": ("1.1.0", {}),
-    "app-1.2.0-unhealthy": ("1.2.0", {"unhealthy": True}),
-    "app-1.3.0-errors": ("1.3.0", {"error_rate": 0.1}),
-    "app-1.4.0-slowstart": ("1.4.0", {"startup_delay": 45}),
+    "app-1.2.0-unhealthy": ("1.2.0-unhealthy", {"unhealthy": True}),
+    "app-1.3.0-errors": ("1.3.0-errors", {"error_rate": 0.1}),
+    "app-1.4.0-slowstart": ("1.4.0-slowstart", {"startup_delay": 45}),
 }
 
 
