@@ -1,0 +1,752 @@
+# Copyright: sre.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Release layout and state file of an application root, on the host.
+
+This module is private to the sre.rollout collection: its interface may change
+without notice and it must not be used from outside the collection.
+
+Layout under the app root::
+
+    releases/<artifact>/                   one unpacked artifact per directory
+    releases/<artifact>/.rollout-complete  marker, written last: the release is whole
+    releases/.tmp-* .staging-* .trash-*    work in progress; never activated, removed later
+    current -> releases/<artifact>         relative symlink, swapped atomically
+    shared/                                kept across releases (config, logs, run)
+    .rollout/state.json                    current, previous, releases, history
+    .rollout/lock.json                     who is releasing onto this root right now
+
+Rollback is keyed on artifact names recorded in the state file, never on
+directory mtimes. Only the standard library is used: this runs on the target.
+"""
+
+from __future__ import annotations
+
+import datetime
+import errno
+import hashlib
+import http.client
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import stat
+import tarfile
+import time
+from dataclasses import dataclass
+from typing import IO, Any, Callable, Optional
+
+from ansible_collections.sre.rollout.plugins.module_utils._common import RolloutError
+
+STATE_VERSION = 1
+MARKER = ".rollout-complete"
+HISTORY_LIMIT = 200
+CHUNK = 1024 * 1024
+WORK_PREFIXES = (".tmp-", ".staging-", ".trash-")
+
+_ARTIFACT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
+_RELEASE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+# An opener returns (readable binary stream, size in bytes or None when unknown).
+Opener = Callable[[], "tuple[IO[bytes], Optional[int]]"]
+
+
+class ReleaseStateError(RolloutError):
+    """A release operation refused or failed; nothing half-done is left activatable."""
+
+
+# --------------------------------------------------------------------- names
+
+
+def validate_artifact(name: Any) -> str:
+    """An artifact name is one path component: letters, digits, ``._+-``; never ``..``."""
+    if not isinstance(name, str) or not _ARTIFACT_RE.match(name) or ".." in name:
+        raise ReleaseStateError(
+            f"invalid artifact name {name!r}: use one name such as 'app-1.1.0' made of letters, digits "
+            "and '._+-', starting with a letter or digit, without '/' or '..'", artifact=name)
+    return name
+
+
+def validate_release_id(release_id: Any) -> str:
+    if not isinstance(release_id, str) or not _RELEASE_ID_RE.match(release_id) or ".." in release_id:
+        raise ReleaseStateError(
+            f"invalid release id {release_id!r}: use letters, digits and '._:@+-' (at most 128), "
+            "e.g. '2024-05-01-app-1.1.0'", release_id=release_id)
+    return release_id
+
+
+def validate_relative_path(path: str, what: str) -> str:
+    norm = os.path.normpath(path)
+    if not path or os.path.isabs(path) or norm == "." or norm.split(os.sep)[0] == "..":
+        raise ReleaseStateError(f"invalid {what} {path!r}: give a path relative to the release, "
+                                "without '..', e.g. 'logs' or 'config/app.env'")
+    return norm
+
+
+def parse_checksum(spec: str) -> str:
+    """``sha256:<64 hex>`` -> the lowercase hex digest."""
+    algo, _, digest = (spec or "").strip().partition(":")
+    digest = digest.strip().lower()
+    if algo.lower() != "sha256" or not _SHA256_RE.match(digest):
+        raise ReleaseStateError(f"invalid checksum {spec!r}: give 'sha256:' followed by 64 hex digits, "
+                                "e.g. the first field of the artifact's line in SHA256SUMS")
+    return digest
+
+
+def find_in_sha256sums(text: str, filename: str, source: str = "SHA256SUMS") -> str:
+    """The digest for ``filename`` in ``sha256sum`` output (text or ``*binary`` mode)."""
+    for line in text.splitlines():
+        parts = line.strip().split(None, 1)
+        if len(parts) != 2 or not _SHA256_RE.match(parts[0].lower()):
+            continue
+        name = parts[1].strip().lstrip("*")
+        if name.startswith("./"):
+            name = name[2:]
+        if name == filename:
+            return parts[0].lower()
+    raise ReleaseStateError(f"{source} has no line for {filename!r}: publish the artifact's checksum "
+                            "there, or pass checksum='sha256:<hex>'", checksum_source=source)
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(value: Any) -> float:
+    if not isinstance(value, str):
+        return 0.0
+    try:
+        parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+    return parsed.timestamp()
+
+
+# -------------------------------------------------------------------- layout
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Paths under one application root."""
+
+    root: str
+
+    @property
+    def releases_dir(self) -> str:
+        return os.path.join(self.root, "releases")
+
+    @property
+    def current_link(self) -> str:
+        return os.path.join(self.root, "current")
+
+    @property
+    def shared_dir(self) -> str:
+        return os.path.join(self.root, "shared")
+
+    @property
+    def rollout_dir(self) -> str:
+        return os.path.join(self.root, ".rollout")
+
+    @property
+    def state_file(self) -> str:
+        return os.path.join(self.rollout_dir, "state.json")
+
+    @property
+    def lock_file(self) -> str:
+        return os.path.join(self.rollout_dir, "lock.json")
+
+    def release_dir(self, artifact: str) -> str:
+        return os.path.join(self.releases_dir, validate_artifact(artifact))
+
+    def marker(self, artifact: str) -> str:
+        return os.path.join(self.release_dir(artifact), MARKER)
+
+    def work_path(self, prefix: str, artifact: str) -> str:
+        return os.path.join(self.releases_dir, f"{prefix}{artifact}-{secrets.token_hex(4)}")
+
+
+def read_marker(layout: Layout, artifact: str) -> Optional[dict]:
+    """The marker's JSON (``{}`` when empty or unreadable), or None when absent."""
+    try:
+        with open(layout.marker(artifact), encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        return None
+    try:
+        data = json.loads(text) if text.strip() else {}
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def release_dirs(layout: Layout) -> dict[str, bool]:
+    """Release directories by name -> whether they carry the complete marker."""
+    try:
+        names = os.listdir(layout.releases_dir)
+    except FileNotFoundError:
+        return {}
+    out = {}
+    for name in sorted(names):
+        path = os.path.join(layout.releases_dir, name)
+        if name.startswith(".") or not _ARTIFACT_RE.match(name) or ".." in name:
+            continue
+        if os.path.isdir(path) and not os.path.islink(path):
+            out[name] = os.path.isfile(os.path.join(path, MARKER))
+    return out
+
+
+def work_leftovers(layout: Layout) -> list[str]:
+    """Interrupted work: ``releases/.tmp-*``, ``.staging-*``, ``.trash-*`` and ``current.tmp-*``."""
+    found = []
+    if os.path.isdir(layout.releases_dir):
+        found += [os.path.join(layout.releases_dir, n) for n in sorted(os.listdir(layout.releases_dir))
+                  if n.startswith(WORK_PREFIXES)]
+    if os.path.isdir(layout.root):
+        found += [os.path.join(layout.root, n) for n in sorted(os.listdir(layout.root))
+                  if n.startswith("current.tmp-")]
+    return found
+
+
+def remove_path(path: str) -> None:
+    if os.path.islink(path) or os.path.isfile(path):
+        os.unlink(path)
+    elif os.path.isdir(path):
+        shutil.rmtree(path)
+
+
+def current_artifact(layout: Layout) -> Optional[str]:
+    """The artifact ``current`` points at, read from the symlink itself; None when absent."""
+    link = layout.current_link
+    if not os.path.lexists(link):
+        return None
+    if not os.path.islink(link):
+        raise ReleaseStateError(f"{link} is not a symlink: move it away (it must be a link to "
+                                "releases/<artifact>) and activate a release", root=layout.root)
+    target = os.readlink(link)
+    resolved = os.path.normpath(os.path.join(layout.root, target))
+    if os.path.dirname(resolved) != os.path.normpath(layout.releases_dir):
+        raise ReleaseStateError(f"{link} points at {target!r}, outside {layout.releases_dir}: "
+                                "activate a staged release to repair it", root=layout.root, link_target=target)
+    return os.path.basename(resolved)
+
+
+def swap_current(layout: Layout, artifact: str) -> None:
+    """Point ``current`` at ``releases/<artifact>`` with one rename (no moment without a link)."""
+    if os.path.isdir(layout.current_link) and not os.path.islink(layout.current_link):
+        raise ReleaseStateError(f"{layout.current_link} is a real directory, not a symlink: move it "
+                                "away before activating a release", root=layout.root)
+    tmp = os.path.join(layout.root, f"current.tmp-{secrets.token_hex(4)}")
+    os.symlink(os.path.join("releases", validate_artifact(artifact)), tmp)
+    try:
+        os.replace(tmp, layout.current_link)
+    except OSError:
+        os.unlink(tmp)
+        raise
+    _fsync_dir(layout.root)
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: str, data: Any, mode: int = 0o644) -> None:
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    tmp = f"{path}.tmp-{secrets.token_hex(4)}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    _fsync_dir(directory)
+
+
+# --------------------------------------------------------------- state file
+
+
+def empty_state() -> dict:
+    return {"version": STATE_VERSION, "current": None, "previous": None, "releases": {}, "history": []}
+
+
+def load_state(layout: Layout) -> dict:
+    """The state file, or an empty state when it does not exist yet."""
+    try:
+        with open(layout.state_file, encoding="utf-8") as handle:
+            state = json.load(handle)
+    except FileNotFoundError:
+        return empty_state()
+    except ValueError as exc:
+        raise ReleaseStateError(f"{layout.state_file} is not valid JSON ({exc}): restore it from a backup, "
+                                "or move it away to start a fresh history", state_file=layout.state_file)
+    if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+        version = state.get("version") if isinstance(state, dict) else None
+        raise ReleaseStateError(f"{layout.state_file} has version {version!r}; this collection reads version "
+                                f"{STATE_VERSION}: upgrade sre.rollout or move the file away",
+                                state_file=layout.state_file)
+    for key, default in empty_state().items():
+        state.setdefault(key, default)
+    return state
+
+
+def save_state(layout: Layout, state: dict) -> None:
+    state["history"] = state["history"][-HISTORY_LIMIT:]
+    write_json_atomic(layout.state_file, state)
+
+
+def add_history(state: dict, artifact: Optional[str], action: str, release_id: Optional[str],
+                outcome: str = "ok", **extra: Any) -> dict:
+    entry = {"artifact": artifact, "action": action, "release_id": release_id, "time": utc_now(),
+             "outcome": outcome}
+    entry.update({k: v for k, v in extra.items() if v is not None})
+    state["history"].append(entry)
+    return entry
+
+
+def summary(state: dict) -> dict:
+    """What ``diff`` shows: current, previous and the release names."""
+    return {"current": state.get("current"), "previous": state.get("previous"),
+            "releases": sorted(state.get("releases", {}))}
+
+
+def release_record(layout: Layout, state: dict, artifact: str) -> Optional[dict]:
+    """The state's record of a release merged with its marker; None when nothing is known."""
+    record = dict(state["releases"].get(artifact) or {})
+    on_disk = os.path.isdir(layout.release_dir(artifact))
+    marker = read_marker(layout, artifact) if on_disk else None
+    if marker is None and not record and not on_disk:
+        return None
+    if marker is not None:
+        record.setdefault("sha256", marker.get("sha256"))
+        record.setdefault("staged_at", marker.get("staged_at"))
+    record["complete"] = marker is not None and record.get("complete", True) is not False
+    record.setdefault("failed", False)
+    return record
+
+
+def list_releases(layout: Layout, state: dict) -> list[dict]:
+    """Every release on disk or in the state, oldest staged first."""
+    names = set(release_dirs(layout)) | set(state["releases"])
+    cur, prev = state.get("current"), state.get("previous")
+    out = []
+    for name in names:
+        record = release_record(layout, state, name) or {}
+        on_disk = os.path.isdir(layout.release_dir(name))
+        out.append({"artifact": name, "path": layout.release_dir(name), "on_disk": on_disk,
+                    "complete": bool(record.get("complete")) and on_disk,
+                    "failed": bool(record.get("failed")), "sha256": record.get("sha256"),
+                    "staged_at": record.get("staged_at"), "current": name == cur, "previous": name == prev})
+    out.sort(key=lambda r: (_parse_time(r["staged_at"]), r["artifact"]))
+    return out
+
+
+def reconcile_current(layout: Layout, state: dict) -> list[str]:
+    """Trust the symlink over the file for ``current``; return warnings about drift."""
+    link = current_artifact(layout)
+    warnings = []
+    if link != state.get("current"):
+        warnings.append(f"state file says current is {state.get('current')!r} but the symlink points at "
+                        f"{link!r}: using the symlink")
+        state["current"] = link
+    return warnings
+
+
+# --------------------------------------------------------------------- lock
+
+
+def read_lock(layout: Layout) -> Optional[dict]:
+    try:
+        with open(layout.lock_file, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    return data if isinstance(data, dict) else {"release_id": None, "unreadable": True}
+
+
+def _lock_error(layout: Layout, lock: dict, wanted: Optional[str]) -> ReleaseStateError:
+    holder = lock.get("release_id")
+    return ReleaseStateError(
+        f"{layout.root} is locked by release {holder!r} (holder {lock.get('holder')!r} since "
+        f"{lock.get('time')!r}); this run is release {wanted!r}. Wait for that release to finish, or if it "
+        "is dead, unlock with state=unlocked break_lock=true", lock=lock)
+
+
+def check_lock(layout: Layout, release_id: Optional[str], break_lock: bool = False) -> Optional[dict]:
+    """Raise when another release holds the lock; return the lock (or None)."""
+    lock = read_lock(layout)
+    if lock is not None and lock.get("release_id") != release_id and not break_lock:
+        raise _lock_error(layout, lock, release_id)
+    return lock
+
+
+def acquire_lock(layout: Layout, release_id: str, holder: str, break_lock: bool,
+                 check_mode: bool) -> tuple[bool, Optional[dict], dict]:
+    """Take the lock for ``release_id`` -> (changed, lock broken or None, lock held)."""
+    validate_release_id(release_id)
+    lock = read_lock(layout)
+    if lock is not None and lock.get("release_id") == release_id:
+        return False, None, lock
+    if lock is not None and not break_lock:
+        raise _lock_error(layout, lock, release_id)
+    new = {"release_id": release_id, "holder": holder, "time": utc_now(), "host": socket.gethostname()}
+    if check_mode:
+        return True, lock, new
+    if lock is not None:
+        write_json_atomic(layout.lock_file, new)
+        return True, lock, new
+    os.makedirs(layout.rollout_dir, exist_ok=True)
+    tmp = f"{layout.lock_file}.tmp-{secrets.token_hex(4)}"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(new, handle, indent=2, sort_keys=True)
+        handle.flush()
+        os.fsync(handle.fileno())
+    try:
+        os.link(tmp, layout.lock_file)  # fails if someone else locked since we looked
+    except FileExistsError:
+        raise _lock_error(layout, read_lock(layout) or {}, release_id)
+    finally:
+        os.unlink(tmp)
+    return True, None, new
+
+
+def release_lock(layout: Layout, release_id: Optional[str], break_lock: bool,
+                 check_mode: bool) -> tuple[bool, Optional[dict]]:
+    """Drop the lock held by ``release_id`` (any lock with ``break_lock``) -> (changed, lock dropped)."""
+    lock = read_lock(layout)
+    if lock is None:
+        return False, None
+    if lock.get("release_id") != release_id and not break_lock:
+        raise _lock_error(layout, lock, release_id)
+    if not check_mode:
+        try:
+            os.unlink(layout.lock_file)
+        except FileNotFoundError:
+            pass
+    return True, lock
+
+
+# ------------------------------------------------------------------ staging
+
+
+def sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def free_bytes(path: str) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def ensure_free_space(path: str, needed: int, reserve: int, what: str) -> None:
+    free = free_bytes(path)
+    if needed + reserve > free:
+        raise ReleaseStateError(
+            f"not enough disk space on {path} for {what}: {needed} bytes needed plus {reserve} kept free, "
+            f"only {free} available. Free space (e.g. state=pruned with a smaller keep) and retry",
+            free_bytes=free, needed_bytes=needed, reserve_bytes=reserve)
+
+
+def _no_space(exc: OSError, path: str, what: str) -> ReleaseStateError:
+    return ReleaseStateError(f"no space left on {path} while {what} ({exc}); the partial files were removed. "
+                             "Free space (e.g. state=pruned with a smaller keep) and retry", path=path)
+
+
+def download(opener: Opener, dest: str, reserve: int, deadline: float) -> tuple[str, int]:
+    """Stream the opener's data into ``dest`` -> (sha256, bytes); checks space and the deadline."""
+    stream, size = opener()
+    try:
+        if size is not None:
+            ensure_free_space(os.path.dirname(dest), size, reserve, "the download")
+        digest, written = hashlib.sha256(), 0
+        with open(dest, "wb") as out:
+            while True:
+                if time.monotonic() > deadline:
+                    raise ReleaseStateError(f"download did not finish within the time allowed ({written} bytes "
+                                            "so far): raise download_timeout or check the artifact server")
+                block = _read_block(stream, written)
+                if not block:
+                    break
+                digest.update(block)
+                out.write(block)
+                written += len(block)
+            out.flush()
+            os.fsync(out.fileno())
+    finally:
+        stream.close()
+    if size is not None and written != size:
+        raise ReleaseStateError(f"download truncated: got {written} of {size} bytes; retry the stage",
+                                received_bytes=written, expected_bytes=size)
+    return digest.hexdigest(), written
+
+
+def _read_block(stream: IO[bytes], so_far: int) -> bytes:
+    try:
+        return stream.read(CHUNK)
+    except (OSError, http.client.HTTPException) as exc:
+        raise ReleaseStateError(f"download interrupted after {so_far} bytes ({exc!r}): check the artifact "
+                                "server and retry; nothing was changed", received_bytes=so_far)
+
+
+def safe_members(archive: tarfile.TarFile, dest: str) -> list[tarfile.TarInfo]:
+    """The members, refusing anything that would land outside ``dest`` or is not a plain file/dir/link."""
+    base = os.path.realpath(dest)
+    members = []
+    for member in archive.getmembers():
+        name = member.name
+        target = os.path.realpath(os.path.join(base, name))
+        if os.path.isabs(name) or (target != base and not target.startswith(base + os.sep)):
+            raise ReleaseStateError(f"archive member {name!r} would be written outside the release directory: "
+                                    "rebuild the artifact with relative paths", member=name)
+        if member.issym() or member.islnk():
+            link_base = os.path.dirname(target) if member.issym() else base
+            link_target = os.path.realpath(os.path.join(link_base, member.linkname))
+            if os.path.isabs(member.linkname) or (link_target != base
+                                                  and not link_target.startswith(base + os.sep)):
+                raise ReleaseStateError(f"archive member {name!r} links to {member.linkname!r}, outside the "
+                                        "release directory: rebuild the artifact", member=name)
+        elif not (member.isfile() or member.isdir()):
+            raise ReleaseStateError(f"archive member {name!r} is a device, fifo or other special file: "
+                                    "rebuild the artifact with regular files only", member=name)
+        members.append(member)
+    return members
+
+
+def unpack(archive_path: str, dest: str, reserve: int) -> int:
+    """Unpack a tarball (any compression) into ``dest`` -> number of members."""
+    try:
+        archive = tarfile.open(archive_path, "r:*")
+    except (tarfile.TarError, OSError) as exc:
+        raise ReleaseStateError(f"the artifact is not a readable tar archive ({exc}): check the artifact URL "
+                                "and that it is a .tar/.tar.gz/.tar.xz/.tar.bz2")
+    with archive:
+        os.makedirs(dest)
+        members = safe_members(archive, dest)
+        ensure_free_space(dest, sum(m.size for m in members if m.isfile()), reserve, "unpacking")
+        for member in members:
+            # Ownership from the build machine means nothing here; modes and times are kept.
+            member.uid = member.gid = os.getuid()
+            member.uname = member.gname = ""
+            member.mode &= 0o777 & ~stat.S_IWOTH
+            if hasattr(tarfile, "data_filter"):
+                archive.extract(member, dest, numeric_owner=True, filter="fully_trusted")
+            else:
+                archive.extract(member, dest, numeric_owner=True)
+    return len(members)
+
+
+def link_shared(layout: Layout, release_path: str, artifact: str, shared_paths: list[str]) -> list[str]:
+    """Replace each shared path inside the release by a relative link into ``shared/``."""
+    final_dir = layout.release_dir(artifact)
+    warnings = []
+    for raw in shared_paths:
+        rel = validate_relative_path(raw, "shared path")
+        link = os.path.join(release_path, rel)
+        target = os.path.join(layout.shared_dir, rel)
+        if os.path.lexists(link):
+            remove_path(link)
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        final_link_dir = os.path.dirname(os.path.join(final_dir, rel))
+        os.symlink(os.path.relpath(target, final_link_dir), link)
+        if not os.path.lexists(target):
+            warnings.append(f"shared path {target} does not exist yet; the link in the release dangles "
+                            "until it is created")
+    return warnings
+
+
+def write_marker(path: str, data: dict) -> None:
+    with open(os.path.join(path, MARKER), "w", encoding="utf-8") as handle:
+        json.dump(data, handle, sort_keys=True)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    _fsync_dir(path)
+
+
+def clean_leftovers(layout: Layout) -> list[str]:
+    found = work_leftovers(layout)
+    for path in found:
+        remove_path(path)
+    return found
+
+
+@dataclass
+class StageRequest:
+    artifact: str
+    opener: Opener
+    expected_sha256: Optional[str]
+    source: str
+    release_id: Optional[str] = None
+    shared_paths: tuple = ()
+    reserve_bytes: int = 0
+    download_timeout: float = 600.0
+
+
+def stage_plan(layout: Layout, state: dict, artifact: str, expected: Optional[str]) -> Optional[dict]:
+    """The existing complete release record when no staging is needed; None when it must be staged."""
+    record = release_record(layout, state, artifact)
+    if not record or not record["complete"]:
+        if os.path.lexists(layout.release_dir(artifact)) and current_artifact(layout) == artifact:
+            raise ReleaseStateError(f"{artifact} is current but not completely staged (no {MARKER}): activate "
+                                    "another release before staging it again", artifact=artifact)
+        return None
+    recorded = record.get("sha256")
+    if expected and recorded and recorded != expected:
+        raise ReleaseStateError(
+            f"{artifact} is already staged with sha256 {recorded}, but sha256 {expected} is expected: the same "
+            "artifact name must always mean the same bits. Publish the new build under a new name",
+            artifact=artifact, staged_sha256=recorded, expected_sha256=expected)
+    return record
+
+
+def stage(layout: Layout, state: dict, req: StageRequest) -> dict:
+    """Download, verify, unpack, mark complete, then rename into place; record it in ``state``."""
+    for sub in (layout.root, layout.releases_dir, layout.shared_dir, layout.rollout_dir):
+        os.makedirs(sub, exist_ok=True)
+    cleaned = clean_leftovers(layout)
+    final = layout.release_dir(req.artifact)
+    tmp = layout.work_path(".tmp-", req.artifact)
+    staging = layout.work_path(".staging-", req.artifact)
+    warnings: list[str] = []
+    try:
+        try:
+            sha, size = download(req.opener, tmp, req.reserve_bytes, time.monotonic() + req.download_timeout)
+            if req.expected_sha256 and sha != req.expected_sha256:
+                raise ReleaseStateError(
+                    f"checksum mismatch for {req.artifact} from {req.source}: expected sha256 "
+                    f"{req.expected_sha256}, got {sha}. The download is corrupt or the checksum is wrong; "
+                    "nothing was changed", artifact=req.artifact, expected_sha256=req.expected_sha256,
+                    actual_sha256=sha)
+            count = unpack(tmp, staging, req.reserve_bytes)
+            warnings += link_shared(layout, staging, req.artifact, list(req.shared_paths))
+            staged_at = utc_now()
+            write_marker(staging, {"artifact": req.artifact, "sha256": sha, "staged_at": staged_at,
+                                   "release_id": req.release_id})
+            if os.path.lexists(final):  # an incomplete leftover under the final name
+                trash = layout.work_path(".trash-", req.artifact)
+                os.rename(final, trash)
+                remove_path(trash)
+            os.rename(staging, final)
+            _fsync_dir(layout.releases_dir)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise _no_space(exc, layout.releases_dir, f"staging {req.artifact}")
+            raise
+    finally:
+        for path in (tmp, staging):
+            if os.path.lexists(path):
+                remove_path(path)
+    state["releases"][req.artifact] = {"sha256": sha, "staged_at": staged_at, "complete": True,
+                                       "source": req.source, "size": size, "files": count}
+    add_history(state, req.artifact, "stage", req.release_id)
+    return {"cleaned": cleaned, "sha256": sha, "warnings": warnings}
+
+
+# ----------------------------------------------------------------- activate
+
+
+def resolve_target(state: dict, artifact: Optional[str], rollback_to: Optional[str]) -> tuple[str, bool]:
+    """The artifact to activate and whether this is a rollback."""
+    if rollback_to is None:
+        return validate_artifact(artifact), False
+    if rollback_to != "previous":
+        return validate_artifact(rollback_to), True
+    previous = state.get("previous")
+    if not previous:
+        raise ReleaseStateError("rollback_to=previous but the state file records no previous release: "
+                                "name the artifact to roll back to (rollback_to=<artifact>)",
+                                current=state.get("current"))
+    return previous, True
+
+
+def already_rolled_back(state: dict) -> bool:
+    """True when ``current`` was reached by rolling back from ``previous`` (so a re-run is a no-op)."""
+    for entry in reversed(state["history"]):
+        if entry.get("action") in ("activate", "rollback") and entry.get("outcome") == "ok":
+            return (entry.get("action") == "rollback" and entry.get("artifact") == state.get("current")
+                    and entry.get("from") == state.get("previous"))
+    return False
+
+
+def ensure_activatable(layout: Layout, state: dict, artifact: str) -> dict:
+    record = release_record(layout, state, artifact)
+    if record is None or not os.path.isdir(layout.release_dir(artifact)):
+        raise ReleaseStateError(f"{artifact} is not staged under {layout.releases_dir}: stage it first "
+                                "(state=staged)", artifact=artifact,
+                                staged=[n for n, ok in release_dirs(layout).items() if ok])
+    if not record["complete"]:
+        raise ReleaseStateError(f"{artifact} is not completely staged (no {MARKER}; an interrupted stage?): "
+                                "stage it again (state=staged), which replaces the partial copy",
+                                artifact=artifact)
+    return record
+
+
+def activate(layout: Layout, state: dict, artifact: str, rollback: bool, release_id: Optional[str],
+             check_mode: bool) -> Optional[str]:
+    """Swap ``current`` to ``artifact`` and record it -> the artifact replaced (None if there was none)."""
+    record = ensure_activatable(layout, state, artifact)
+    replaced = state.get("current")
+    if not check_mode:
+        swap_current(layout, artifact)
+    state["releases"].setdefault(artifact, {"sha256": record.get("sha256"), "staged_at": record.get("staged_at"),
+                                            "complete": True})
+    state["releases"][artifact]["failed"] = False
+    state["releases"][artifact]["activated_at"] = utc_now()
+    if rollback and replaced and replaced in state["releases"]:
+        state["releases"][replaced]["failed"] = True
+    state["previous"], state["current"] = replaced, artifact
+    add_history(state, artifact, "rollback" if rollback else "activate", release_id, **{"from": replaced})
+    return replaced
+
+
+# -------------------------------------------------------------------- prune
+
+
+def prune_plan(layout: Layout, state: dict, keep: int) -> tuple[list[str], list[str]]:
+    """(kept, removed) release names: current and previous always kept, then the newest good ones.
+
+    Failed (rolled back from) and incomplete releases never count towards ``keep``.
+    """
+    if keep < 1:
+        raise ReleaseStateError(f"keep must be at least 1, not {keep}")
+    releases = [r for r in list_releases(layout, state) if r["on_disk"]]
+    protected = [n for n in (state.get("current"), state.get("previous")) if n]
+    kept = [r["artifact"] for r in releases if r["artifact"] in protected]
+    good = [r["artifact"] for r in reversed(releases)
+            if r["complete"] and not r["failed"] and r["artifact"] not in protected]
+    for name in good:
+        if len(kept) >= keep:
+            break
+        kept.append(name)
+    removed = [r["artifact"] for r in releases if r["artifact"] not in kept]
+    return kept, removed
+
+
+def prune(layout: Layout, state: dict, removed: list[str], release_id: Optional[str]) -> None:
+    """Remove releases: rename each out of the way first, so a crash never leaves a half-deleted one marked."""
+    for name in removed:
+        trash = layout.work_path(".trash-", name)
+        os.rename(layout.release_dir(name), trash)
+        state["releases"].pop(name, None)
+        add_history(state, name, "prune", release_id)
+        remove_path(trash)
