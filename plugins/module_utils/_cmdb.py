@@ -577,7 +577,7 @@ class RestBackend:
                 f"{self.name} failed (HTTP {exc.code}) for {url}: {body}; the CMDB is unhealthy, "
                 f"retry later (tried {self.retries + 1} times)", **details))
         if exc.code == 404:
-            return CmdbError(f"{self.name} has no {url} (HTTP 404); check url and backend "
+            return CmdbError(f"{self.name} has no {url} (HTTP 404): {body}; check url and backend "
                              f"({self.flavor}) match the server", **details)
         return CmdbError(f"{self.name} refused the query (HTTP {exc.code}) for {url}: {body}; "
                          "check the filter values exist in the CMDB", **details)
