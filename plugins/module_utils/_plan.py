@@ -393,19 +393,29 @@ def _single_host_plan(host: Host, excluded: dict[str, str], min_ready: int,
 # --------------------------------------------------------------------------- table
 
 
+def plan_rows(plan: Mapping[str, Any]) -> list[tuple[str, list[str], str, str]]:
+    """One row per step of a plan dict: ``(step, names, zone summary, note)``.
+
+    The excluded hosts follow, one row each, with the reason as the note.
+    """
+    zone_of = {name: zone for zone, names in (plan.get("zones") or {}).items() for name in names}
+    rows = [("canary", list(plan.get("canary") or []))]
+    rows += [(f"batch {i}", list(batch)) for i, batch in enumerate(plan.get("batches") or [], 1)]
+    result = [(label, names, _zone_summary(names, zone_of), "") for label, names in rows]
+    for item in plan.get("excluded") or []:
+        name = str(item.get("host", ""))
+        result.append(("excluded", [name], zone_of.get(name, UNZONED), str(item.get("reason", ""))))
+    return result
+
+
 def format_table(plan: Mapping[str, Any], max_names: int = TABLE_MAX_NAMES) -> list[str]:
     """The plan as text lines: a header line, then step / hosts / zones / names."""
-    zone_of = {name: zone for zone, names in (plan.get("zones") or {}).items() for name in names}
     rows = [("step", "hosts", "zones", "names")]
-    steps = [("canary", plan.get("canary") or [])]
-    steps += [(f"batch {i}", batch) for i, batch in enumerate(plan.get("batches") or [], 1)]
-    for label, names in steps:
-        rows.append((label, str(len(names)), _zone_summary(names, zone_of), _names(names, max_names)))
-    for item in plan.get("excluded") or []:
-        name = item.get("host", "")
-        rows.append(("excluded", "1", zone_of.get(name, UNZONED), f"{name}: {item.get('reason', '')}"))
+    for label, names, zones, note in plan_rows(plan):
+        shown = f"{names[0]}: {note}" if note else _names(names, max_names)
+        rows.append((label, str(len(names)), zones, shown))
     widths = [max(len(row[col]) for row in rows) for col in range(3)]
-    lines = [_header(plan)]
+    lines = [plan_summary(plan)]
     for index, row in enumerate(rows):
         lines.append("  ".join(cell.ljust(widths[col]) for col, cell in enumerate(row[:3])) + "  " + row[3])
         if index == 0:
@@ -413,7 +423,8 @@ def format_table(plan: Mapping[str, Any], max_names: int = TABLE_MAX_NAMES) -> l
     return [line.rstrip() for line in lines]
 
 
-def _header(plan: Mapping[str, Any]) -> str:
+def plan_summary(plan: Mapping[str, Any]) -> str:
+    """One line: how many hosts, steps, and the numbers the rules were checked with."""
     released = len(plan.get("order") or [])
     steps = len(plan.get("batches") or []) + 1
     return (f"release plan: {released} hosts in {steps} steps (canary + {steps - 1} batches); "

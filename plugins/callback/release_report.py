@@ -1,0 +1,768 @@
+# Copyright: sre.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: release_report
+type: aggregate
+short_description: Per-host release timeline as a JSON ledger entry and a self-contained HTML report
+version_added: 0.1.0
+description:
+  - Records every task result of the playbook per host - task, play, role, start, end,
+    duration, status, changed, and the message of failures - and the time of each C(serial)
+    batch.
+  - At the end of the playbook writes C(<report_dir>/<release_id>/timeline.json) and
+    C(<report_dir>/<release_id>/report.html), and prints where they are.
+  - The release id is C(rollout_release_id) from C(ansible.builtin.set_stats), else from the
+    extra vars, else (only with O(require_release_id=false)) C(run-<timestamp>). Characters
+    other than letters, digits, dot, underscore, colon, plus and dash become C(_) in the
+    directory name.
+  - The result is C(rollout_result) from C(set_stats) when the playbooks set one (C(failed)
+    with rolled back hosts reads C(rolled back)); otherwise C(failed) or C(rolled back) when the
+    latest run of a playbook failed (rolled back when a host was rolled back - a C(rollout_hosts)
+    outcome naming a rollback, or a rescue that ran), C(rolled back) for a successful
+    C(rollback*.yml) playbook, else C(success).
+  - The phases of a release can run as separate playbooks (AWX workflow nodes). Each run is
+    kept in C(<report_dir>/<release_id>/runs/) and the timeline and report cover every run of
+    the same release id on this controller.
+  - C(timeline.json) holds C(release_id), C(result) (success, failed or rolled back), C(app),
+    C(version), C(operator), C(checker), C(events) (one per host and task), C(batches),
+    C(rollbacks), C(stats) per host, C(runs), C(custom) (the run-wide C(set_stats) data, such as
+    C(rollout_plan), C(rollout_canary), C(rollout_hosts)) and C(custom_per_host).
+  - Trouble writing the files is a warning, never a failed playbook.
+author:
+  - sre.rollout contributors
+requirements:
+  - Enabled in C(ansible.cfg) (C([defaults] callbacks_enabled = sre.rollout.release_report)) or
+    with C(ANSIBLE_CALLBACKS_ENABLED).
+options:
+  report_dir:
+    description:
+      - Directory holding one sub-directory per release id.
+    type: path
+    default: ~/.ansible/sre_rollout/reports
+    env:
+      - name: SRE_ROLLOUT_REPORT_DIR
+    ini:
+      - section: callback_release_report
+        key: report_dir
+  require_release_id:
+    description:
+      - Write a report only when the playbook has a C(rollout_release_id) (from C(set_stats)
+        or the extra vars), so that ad-hoc playbooks leave nothing behind.
+      - When false, a run without one is reported under C(run-<timestamp>).
+    type: bool
+    default: true
+    env:
+      - name: SRE_ROLLOUT_REPORT_REQUIRE_RELEASE_ID
+    ini:
+      - section: callback_release_report
+        key: require_release_id
+notes:
+  - Set scalars with C(ansible.builtin.set_stats) and C(aggregate=false); aggregated strings
+    are concatenated by Ansible when set twice.
+  - A playbook killed before its end (SIGKILL) writes no run; the next run of the same release
+    id still reports the earlier complete runs.
+seealso:
+  - module: sre.rollout.release_plan
+  - name: ansible.builtin.set_stats
+    description: How playbooks pass the release id, plan and outcomes to this callback.
+    link: https://docs.ansible.com/ansible/latest/collections/ansible/builtin/set_stats_module.html
+"""
+
+import html
+import json
+import os
+import re
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from ansible.plugins.callback import CallbackBase
+
+from ansible_collections.sre.rollout.plugins.module_utils._plan import plan_rows, plan_summary
+
+SCHEMA_VERSION = 1
+MAX_MSG = 4000
+NO_LOG_MSG = "the output has been hidden due to no_log: true"
+_UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._:+-]+")
+_ROLLBACK_WORDS = ("roll", "restor", "revert")
+_OK_OUTCOMES = ("ok", "success", "succeeded", "released", "done", "skipped", "unchanged", "resumed")
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def _now() -> float:
+    return time.time()
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _stamp(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _natural_key(name: str) -> list[Any]:
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name)]
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _truncate(text: str, limit: int = MAX_MSG) -> str:
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text) - limit} more characters)"
+
+
+def safe_release_id(release_id: Any) -> str:
+    """A release id usable as one directory name: no separators, no leading dot."""
+    cleaned = _UNSAFE_ID_CHARS.sub("_", _text(release_id).strip()).lstrip(".")[:128]
+    return cleaned
+
+
+def failure_message(result: Mapping[str, Any]) -> str:
+    """What a failed or unreachable result says, without leaking no_log output."""
+    if result.get("_ansible_no_log") or "censored" in result:
+        return NO_LOG_MSG
+    parts = [_text(result.get(key)).strip() for key in ("msg", "reason", "stderr") if result.get(key)]
+    for item in result.get("results") or []:
+        if isinstance(item, Mapping) and item.get("failed"):
+            if item.get("_ansible_no_log"):
+                parts.append(f"item: {NO_LOG_MSG}")
+            else:
+                label = item.get("_ansible_item_label", item.get("item"))
+                parts.append(f"item {label!r}: {_text(item.get('msg') or item.get('stderr')).strip()}")
+    if not parts and result.get("rc") not in (None, 0):
+        parts.append(f"exit code {result.get('rc')}")
+    return _truncate("\n".join(dict.fromkeys(p for p in parts if p)) or "failed (no message)")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=False, default=str, ensure_ascii=False) + "\n"
+
+
+# --------------------------------------------------------------------------- one run
+
+
+class RunRecorder:
+    """The timeline of one ansible-playbook run, fed by the callback methods."""
+
+    def __init__(self, started: float | None = None) -> None:
+        self.started = started if started is not None else _now()
+        self.run_id = f"{_stamp(self.started)}-{os.getpid()}-{int(self.started * 1000) % 1000:03d}"
+        self.playbooks: list[str] = []
+        self.extra_vars: dict[str, Any] = {}
+        self.events: list[dict[str, Any]] = []
+        self.batches: list[dict[str, Any]] = []
+        self._play = ""
+        self._play_uuid: str | None = None
+        self._play_count = 0
+        self._tasks: dict[str, dict[str, Any]] = {}
+        self._open: dict[tuple[str, str], float] = {}
+
+    # playbook structure --------------------------------------------------
+
+    def playbook_start(self, file_name: str) -> None:
+        self.playbooks.append(os.path.basename(file_name or "playbook"))
+
+    def play_start(self, uuid: str, name: str, extra_vars: Mapping[str, Any] | None) -> None:
+        """Ansible starts a play again for each ``serial`` batch, with the same uuid."""
+        if uuid == self._play_uuid and self.batches:
+            self.batches.append(self._new_batch(self.batches[-1]["batch"] + 1))
+        else:
+            self._play_count += 1
+            self._play_uuid = uuid
+            self._play = name or f"play {self._play_count}"
+            self.batches.append(self._new_batch(1))
+        if extra_vars:
+            self.extra_vars.update({k: v for k, v in extra_vars.items() if isinstance(k, str)})
+
+    def _new_batch(self, number: int) -> dict[str, Any]:
+        return {"play": self._play, "batch": number, "hosts": [], "t_start": None, "t_end": None}
+
+    def task_start(self, uuid: str, name: str, action: str, role: str | None, handler: bool) -> None:
+        self._tasks[uuid] = {"task": name, "action": action, "role": role, "play": self._play,
+                             "handler": handler}
+
+    # host results --------------------------------------------------------
+
+    def host_start(self, host: str, uuid: str, ts: float | None = None) -> None:
+        self._open[(host, uuid)] = ts if ts is not None else _now()
+
+    def host_end(self, host: str, uuid: str, status: str, result: Mapping[str, Any],
+                 ignored: bool = False, fallback_task: Mapping[str, Any] | None = None,
+                 ts: float | None = None) -> dict[str, Any]:
+        end = ts if ts is not None else _now()
+        start = self._open.pop((host, uuid), end)
+        info = self._tasks.get(uuid) or dict(fallback_task or {}, play=self._play, handler=False)
+        event = {
+            "run": self.run_id, "play": info.get("play"), "task": info.get("task"),
+            "role": info.get("role"), "action": info.get("action"), "handler": info.get("handler", False),
+            "host": host, "batch": self.batches[-1]["batch"] if self.batches else 1,
+            "start": _iso(start), "end": _iso(end), "t_start": round(start, 3), "t_end": round(end, 3),
+            "duration": round(max(end - start, 0.0), 3), "status": status,
+            "changed": bool(result.get("changed", False)),
+        }
+        delegated = (result.get("_ansible_delegated_vars") or {}).get("ansible_host")
+        if delegated:
+            event["delegated_to"] = delegated
+        if status in ("failed", "unreachable"):
+            event["msg"] = failure_message(result)
+            event["ignored"] = bool(ignored)
+        self.events.append(event)
+        self._note_batch(host, start, end)
+        return event
+
+    def _note_batch(self, host: str, start: float, end: float) -> None:
+        if not self.batches:
+            self.batches.append(self._new_batch(1))
+        batch = self.batches[-1]
+        if host not in batch["hosts"]:
+            batch["hosts"].append(host)
+        batch["t_start"] = start if batch["t_start"] is None else min(batch["t_start"], start)
+        batch["t_end"] = end if batch["t_end"] is None else max(batch["t_end"], end)
+
+    # end -----------------------------------------------------------------
+
+    def finish(self, stats: Mapping[str, Mapping[str, int]], custom: Mapping[str, Any],
+               custom_per_host: Mapping[str, Any], ended: float | None = None) -> dict[str, Any]:
+        ended = ended if ended is not None else _now()
+        batches = [dict(b, start=_iso(b["t_start"]), end=_iso(b["t_end"]),
+                        duration=round(b["t_end"] - b["t_start"], 3))
+                   for b in self.batches if b["hosts"]]
+        return {
+            "run_id": self.run_id, "playbooks": list(self.playbooks),
+            "started": _iso(self.started), "ended": _iso(ended),
+            "t_start": round(self.started, 3), "t_end": round(ended, 3),
+            "duration": round(ended - self.started, 3),
+            "stats": {host: dict(counts) for host, counts in stats.items()},
+            "custom": dict(custom), "custom_per_host": dict(custom_per_host),
+            "extra_vars": {k: v for k, v in self.extra_vars.items() if k.startswith("rollout_")},
+            "events": list(self.events), "batches": batches,
+        }
+
+
+# --------------------------------------------------------------------------- release (all runs)
+
+
+def release_id_of(custom: Mapping[str, Any], custom_per_host: Mapping[str, Any],
+                  extra_vars: Mapping[str, Any]) -> str | None:
+    """``rollout_release_id`` from set_stats (run-wide, then per host), then the extra vars."""
+    candidates = [custom.get("rollout_release_id")]
+    candidates += [(data or {}).get("rollout_release_id") for data in custom_per_host.values()
+                   if isinstance(data, Mapping)]
+    candidates.append(extra_vars.get("rollout_release_id"))
+    for value in candidates:
+        if value not in (None, "") and _text(value).strip():
+            return _text(value).strip()
+    return None
+
+
+def run_failed(run: Mapping[str, Any]) -> bool:
+    return any(c.get("failures", 0) or c.get("unreachable", 0) for c in run.get("stats", {}).values())
+
+
+def normalize_host_outcomes(value: Any) -> dict[str, dict[str, Any]]:
+    """``rollout_hosts`` as ``{host: {outcome, ...}}`` from a dict or a list of dicts with ``host``."""
+    result: dict[str, dict[str, Any]] = {}
+    if isinstance(value, Mapping):
+        items = value.items()
+    elif isinstance(value, list):
+        items = [(item.get("host") or item.get("name"), item) for item in value if isinstance(item, Mapping)]
+    else:
+        return result
+    for host, data in items:
+        if host in (None, ""):
+            continue
+        entry = dict(data) if isinstance(data, Mapping) else {"outcome": data}
+        entry.setdefault("outcome", entry.get("status", entry.get("result")))
+        result[str(host)] = entry
+    return result
+
+
+def _is_rollback(outcome: Any) -> bool:
+    text = _text(outcome).lower()
+    return any(word in text for word in _ROLLBACK_WORDS)
+
+
+def rollbacks_of(runs: list[Mapping[str, Any]], host_outcomes: Mapping[str, Mapping[str, Any]]
+                 ) -> list[dict[str, Any]]:
+    """Hosts that were rolled back, and why: from rollout_hosts, else a rescue that ran."""
+    found: dict[str, dict[str, Any]] = {}
+    for host, entry in host_outcomes.items():
+        if _is_rollback(entry.get("outcome")):
+            found[host] = {"host": host, "outcome": _text(entry.get("outcome")), "reason": _outcome_reason(entry)}
+    for run in runs:
+        for host, counts in run.get("stats", {}).items():
+            if counts.get("rescued", 0) and host not in found:
+                found[host] = {"host": host, "outcome": "rescued", "reason": ""}
+    for item in found.values():
+        if not item["reason"]:
+            item["reason"] = _first_failure(runs, item["host"]) or "a rescue block ran"
+    return sorted(found.values(), key=lambda item: _natural_key(item["host"]))
+
+
+def _outcome_reason(entry: Mapping[str, Any]) -> str:
+    for key in ("reason", "failure", "msg", "error"):
+        value = entry.get(key)
+        if isinstance(value, Mapping):
+            value = value.get("msg") or value.get("reason") or json.dumps(value, default=str)
+        if value not in (None, "", [], {}):
+            return _text(value)
+    return ""
+
+
+def _first_failure(runs: Iterable[Mapping[str, Any]], host: str) -> str | None:
+    for run in runs:
+        for event in run.get("events", []):
+            if event["host"] == host and event["status"] in ("failed", "unreachable") and not event.get("ignored"):
+                return f"{event['task']}: {event.get('msg', '')}"
+    return None
+
+
+def release_result(runs: list[Mapping[str, Any]], custom: Mapping[str, Any],
+                   rollbacks: list[Mapping[str, Any]]) -> str:
+    """success, failed or rolled back - judged on the latest run of each playbook.
+
+    A ``rollout_result`` set by the playbooks wins, except that "failed" with
+    hosts rolled back reads "rolled back".
+    """
+    explicit = custom.get("rollout_result")
+    if isinstance(explicit, str) and explicit.strip():
+        return "rolled back" if explicit.strip() == "failed" and rollbacks else explicit.strip()
+    latest: dict[tuple[str, ...], Mapping[str, Any]] = {}
+    for run in runs:
+        latest[tuple(run.get("playbooks", []))] = run
+    failed = any(run_failed(run) for run in latest.values())
+    rollback_playbook = any(p.startswith("rollback") for run in runs for p in run.get("playbooks", []))
+    if failed:
+        return "rolled back" if rollbacks else "failed"
+    return "rolled back" if rollback_playbook else "success"
+
+
+def host_status(runs: list[Mapping[str, Any]], rollbacks: list[Mapping[str, Any]]) -> dict[str, str]:
+    """Each host's status in the latest run it took part in."""
+    status: dict[str, str] = {}
+    for run in runs:
+        for host, counts in run.get("stats", {}).items():
+            if counts.get("unreachable", 0):
+                status[host] = "unreachable"
+            elif counts.get("failures", 0):
+                status[host] = "failed"
+            else:
+                status[host] = "ok"
+    for item in rollbacks:
+        if status.get(item["host"]) != "ok":
+            status[item["host"]] = "rolled back"
+    return status
+
+
+def _merge(target: dict[str, Any], data: Mapping[str, Any]) -> None:
+    for key, value in data.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = value if not isinstance(value, Mapping) else dict(value)
+
+
+def build_timeline(release_id: str, runs: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """The ledger entry for a release from all its runs, oldest first."""
+    runs = sorted(runs, key=lambda r: r.get("t_start", 0))
+    custom: dict[str, Any] = {}
+    custom_per_host: dict[str, Any] = {}
+    extra_vars: dict[str, Any] = {}
+    stats: dict[str, dict[str, int]] = {}
+    for run in runs:
+        _merge(custom, run.get("custom", {}))
+        _merge(custom_per_host, run.get("custom_per_host", {}))
+        extra_vars.update(run.get("extra_vars", {}))
+        for host, counts in run.get("stats", {}).items():
+            total = stats.setdefault(host, {})
+            for key, count in counts.items():
+                total[key] = total.get(key, 0) + int(count or 0)
+    outcomes = normalize_host_outcomes(custom.get("rollout_hosts"))
+    rollbacks = rollbacks_of(runs, outcomes)
+
+    def pick(key: str) -> Any:
+        return custom.get(key) if custom.get(key) not in (None, "") else extra_vars.get(key)
+
+    t_start = min((r["t_start"] for r in runs), default=None)
+    t_end = max((r["t_end"] for r in runs), default=None)
+    return {
+        "schema_version": SCHEMA_VERSION, "release_id": release_id, "generated_at": _iso(_now()),
+        "result": release_result(runs, custom, rollbacks),
+        "app": pick("rollout_app"), "version": pick("rollout_version"), "artifact": pick("rollout_artifact"),
+        "operator": pick("rollout_operator"), "checker": pick("rollout_checker"),
+        "started": _iso(t_start), "ended": _iso(t_end),
+        "duration": round(t_end - t_start, 3) if runs else 0.0,
+        "host_status": host_status(runs, rollbacks), "host_outcomes": outcomes, "rollbacks": rollbacks,
+        "runs": [{k: v for k, v in run.items() if k not in ("events", "batches")} for run in runs],
+        "batches": [dict(b, run=run["run_id"]) for run in runs for b in run.get("batches", [])],
+        "events": sorted((e for run in runs for e in run.get("events", [])), key=lambda e: e["t_start"]),
+        "stats": stats, "custom": custom, "custom_per_host": custom_per_host,
+    }
+
+
+# --------------------------------------------------------------------------- HTML
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5rem auto;max-width:78rem;
+color:#1d2733;padding:0 1rem;line-height:1.4}
+h1{font-size:1.5rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #d5dbe2}
+table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}
+th,td{border:1px solid #d5dbe2;padding:.25rem .5rem;text-align:left;vertical-align:top}
+th{background:#f1f4f7}.num{font-variant-numeric:tabular-nums}
+pre{white-space:pre-wrap;word-break:break-word;margin:0;font-size:.85rem}
+.badge{display:inline-block;padding:.15rem .6rem;border-radius:.8rem;font-weight:600;color:#fff}
+.success,.ok{background:#2e7d32}.failed,.unreachable{background:#c62828}
+.rolled-back,.rescued{background:#ef6c00}.other{background:#546e7a}
+tr.skipped td{color:#8a96a3}tr.failed td{background:#fdecea}tr.unreachable td{background:#fdecea}
+.bar{position:relative;height:.8rem;min-width:14rem;background:#f1f4f7}
+.bar span{position:absolute;top:0;bottom:0;background:#1565c0}
+tr.failed .bar span,tr.unreachable .bar span{background:#c62828}tr.skipped .bar span{background:#b0bec5}
+details{margin:.4rem 0}summary{cursor:pointer}.muted{color:#6b7785}
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape(_text(value), quote=True)
+
+
+def _css_class(status: str) -> str:
+    status = _text(status).lower()
+    if status in ("success", "ok", "failed", "unreachable", "rescued"):
+        return status
+    if status in ("pass", "passed", "healthy", "released"):
+        return "ok"
+    if status in ("fail", "error", "unhealthy"):
+        return "failed"
+    return "rolled-back" if _is_rollback(status) else "other"
+
+
+def _badge(status: Any) -> str:
+    return f'<span class="badge {_css_class(_text(status))}">{_e(status)}</span>'
+
+
+def _seconds(value: Any) -> str:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    return f"{int(seconds // 60)} min {seconds % 60:04.1f} s"
+
+
+def _table(headers: list[str], rows: Iterable[list[str]], row_classes: Iterable[str] | None = None) -> str:
+    """Rows are already-escaped HTML cells."""
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    classes = list(row_classes) if row_classes is not None else None
+    body = []
+    for index, row in enumerate(rows):
+        css = f' class="{classes[index]}"' if classes and classes[index] else ""
+        body.append(f"<tr{css}>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _value_html(value: Any, depth: int = 0) -> str:
+    """Any set_stats value as escaped HTML: dicts as tables, lists of dicts as tables."""
+    if isinstance(value, Mapping) and value and depth < 4:
+        return _table(["key", "value"], [[_e(k), _value_html(v, depth + 1)] for k, v in value.items()])
+    if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value) and depth < 4:
+        keys = list(dict.fromkeys(k for v in value for k in v))
+        return _table(keys, [[_value_html(v.get(k), depth + 1) for k in keys] for v in value])
+    if isinstance(value, list) and all(not isinstance(v, (Mapping, list)) for v in value):
+        return _e(", ".join(_text(v) for v in value))
+    if isinstance(value, (Mapping, list)):
+        return f"<pre>{_e(json.dumps(value, indent=1, default=str))}</pre>"
+    return _e(value)
+
+
+def _summary_html(timeline: Mapping[str, Any]) -> str:
+    status = timeline["host_status"]
+    app_hosts = [h for h in status if h not in ("localhost", "127.0.0.1")] or list(status)
+    ok = sum(1 for h in app_hosts if status[h] == "ok")
+    rate = f"{ok}/{len(app_hosts)} hosts ok ({100.0 * ok / len(app_hosts):.0f}%)" if app_hosts else "no hosts"
+    playbooks = ", ".join(p for run in timeline["runs"] for p in run.get("playbooks", []))
+    rows = [
+        ["release id", _e(timeline["release_id"])], ["result", _badge(timeline["result"])],
+        ["app", _e(timeline.get("app") or "-")],
+        ["version", _e(timeline.get("version") or timeline.get("artifact") or "-")],
+        ["operator", _e(timeline.get("operator") or "-")], ["checker", _e(timeline.get("checker") or "-")],
+        ["started", _e(timeline.get("started"))], ["ended", _e(timeline.get("ended"))],
+        ["duration", _e(_seconds(timeline.get("duration")))], ["hosts", _e(rate)],
+        ["runs", _e(f"{len(timeline['runs'])}: {playbooks}")],
+        ["rollbacks", _e(len(timeline["rollbacks"]))],
+    ]
+    return "<table>" + "".join(f"<tr><th>{_e(k)}</th><td>{v}</td></tr>" for k, v in rows) + "</table>"
+
+
+def _plan_html(plan: Any) -> str:
+    if not isinstance(plan, Mapping) or "canary" not in plan:
+        return '<p class="muted">No plan was recorded (set_stats rollout_plan).</p>' if plan is None \
+            else _value_html(plan)
+    rows = [[_e(step), f'<span class="num">{len(names)}</span>', _e(zones), _e(note or ", ".join(names))]
+            for step, names, zones, note in plan_rows(plan)]
+    return f"<p>{_e(plan_summary(plan))}</p>" + _table(["step", "hosts", "zones", "names"], rows)
+
+
+def _canary_html(canary: Any) -> str:
+    if not canary:
+        return '<p class="muted">No canary verdict was recorded (set_stats rollout_canary).</p>'
+    if isinstance(canary, Mapping):
+        verdict = canary.get("verdict", canary.get("result"))
+        rest = {k: v for k, v in canary.items() if k not in ("verdict", "result")}
+        head = f"<p>verdict: {_badge(verdict if verdict is not None else 'unknown')}</p>"
+        return head + (_value_html(rest) if rest else "")
+    return _value_html(canary)
+
+
+def _rollbacks_html(rollbacks: list[Mapping[str, Any]]) -> str:
+    if not rollbacks:
+        return '<p class="muted">No host was rolled back.</p>'
+    rows = [[_e(r["host"]), _badge(r["outcome"]), f"<pre>{_e(r['reason'])}</pre>"] for r in rollbacks]
+    return _table(["host", "outcome", "why"], rows)
+
+
+def _hosts_html(timeline: Mapping[str, Any]) -> str:
+    outcomes = timeline["host_outcomes"]
+    hosts = sorted(set(timeline["host_status"]) | set(outcomes), key=_natural_key)
+    if not hosts:
+        return '<p class="muted">No host ran a task.</p>'
+    extra_keys = list(dict.fromkeys(k for o in outcomes.values() for k in o if k not in ("outcome", "host")))
+    rows = []
+    for host in hosts:
+        entry = outcomes.get(host, {})
+        counts = timeline["stats"].get(host, {})
+        rows.append([_e(host), _badge(timeline["host_status"].get(host, "-")),
+                     _e(entry.get("outcome", "")) if entry else '<span class="muted">-</span>']
+                    + [_value_html(entry.get(k, "")) for k in extra_keys]
+                    + [_e(" ".join(f"{k}={v}" for k, v in counts.items() if v))])
+    return _table(["host", "status", "outcome (rollout_hosts)", *extra_keys, "task counts"], rows)
+
+
+def _batches_html(batches: list[Mapping[str, Any]]) -> str:
+    if not batches:
+        return '<p class="muted">No batch ran.</p>'
+    rows = [[_e(b["play"]), f'<span class="num">{_e(b["batch"])}</span>',
+             _e(", ".join(b["hosts"]) if len(b["hosts"]) <= 12 else ", ".join(b["hosts"][:12]) + f", ... +{len(b['hosts']) - 12}"),
+             _e(b.get("start")), _e(_seconds(b.get("duration")))] for b in batches]
+    return _table(["play", "batch", "hosts", "start", "duration"], rows)
+
+
+def _failures_html(events: list[Mapping[str, Any]]) -> str:
+    failed = [e for e in events if e["status"] in ("failed", "unreachable")]
+    stopping = [e for e in failed if not e.get("ignored")]
+    ignored = [e for e in failed if e.get("ignored")]
+    parts = [_failure_table(stopping) if stopping else '<p class="muted">No task failed.</p>']
+    if ignored:
+        parts.append(f"<details><summary>{len(ignored)} failed tasks with ignore_errors</summary>"
+                     f"{_failure_table(ignored)}</details>")
+    return "".join(parts)
+
+
+def _failure_table(events: list[Mapping[str, Any]]) -> str:
+    rows = [[_e(e["host"]), _e(e.get("play")), _e(e.get("role") or ""), _e(e.get("task")),
+             _badge(e["status"]), f"<pre>{_e(e.get('msg', ''))}</pre>"] for e in events]
+    return _table(["host", "play", "role", "task", "status", "message"], rows)
+
+
+def _host_timeline_html(host: str, events: list[Mapping[str, Any]], t0: float, span: float,
+                        status: str) -> str:
+    rows, classes = [], []
+    for index, event in enumerate(events, 1):
+        left = 100.0 * (event["t_start"] - t0) / span
+        width = max(100.0 * event["duration"] / span, 0.3)
+        bar = f'<div class="bar"><span style="left:{left:.2f}%;width:{min(width, 100 - left):.2f}%"></span></div>'
+        rows.append([f'<span class="num">{index}</span>', _e(event.get("play")), _e(event.get("role") or ""),
+                     _e(event.get("task")), _e(event["status"] + (" (changed)" if event.get("changed") else "")),
+                     _e(f"+{event['t_start'] - t0:.1f} s"), _e(_seconds(event["duration"])), bar])
+        classes.append(event["status"])
+    total = sum(e["duration"] for e in events)
+    is_open = " open" if status not in ("ok",) else ""
+    summary = (f"<summary><strong>{_e(host)}</strong> {_badge(status)} "
+               f"<span class=\"muted\">{len(events)} steps, {_e(_seconds(total))} in tasks</span></summary>")
+    return (f"<details{is_open}>{summary}"
+            + _table(["#", "play", "role", "task", "status", "start", "duration", "timeline"], rows, classes)
+            + "</details>")
+
+
+def _timelines_html(timeline: Mapping[str, Any]) -> str:
+    events = timeline["events"]
+    if not events:
+        return '<p class="muted">No task ran.</p>'
+    t0 = min(e["t_start"] for e in events)
+    span = max(max(e["t_end"] for e in events) - t0, 0.001)
+    by_host: dict[str, list[Mapping[str, Any]]] = {}
+    for event in events:
+        by_host.setdefault(event["host"], []).append(event)
+    return "".join(_host_timeline_html(host, by_host[host], t0, span, timeline["host_status"].get(host, "ok"))
+                   for host in sorted(by_host, key=_natural_key))
+
+
+def render_html(timeline: Mapping[str, Any]) -> str:
+    """A self-contained page (inline CSS, no script, every value escaped)."""
+    custom = timeline["custom"]
+    title = f"Release {timeline['release_id']}: {timeline['result']}"
+    sections = [
+        ("Summary", _summary_html(timeline)),
+        ("Plan", _plan_html(custom.get("rollout_plan"))),
+        ("Canary", _canary_html(custom.get("rollout_canary"))),
+        ("Rollbacks", _rollbacks_html(timeline["rollbacks"])),
+        ("Failed tasks", _failures_html(timeline["events"])),
+        ("Hosts", _hosts_html(timeline)),
+        ("Batches", _batches_html(timeline["batches"])),
+        ("Per-host timeline", _timelines_html(timeline)),
+    ]
+    body = "".join(f"<h2>{_e(name)}</h2>{content}" for name, content in sections)
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{_e(title)}</title>"
+            f"<style>{_CSS}</style></head><body><h1>Release {_e(timeline['release_id'])} "
+            f"{_badge(timeline['result'])}</h1>"
+            f"<p class=\"muted\">generated {_e(timeline['generated_at'])} by sre.rollout.release_report"
+            f" - data in timeline.json next to this page</p>{body}</body></html>\n")
+
+
+# --------------------------------------------------------------------------- storage
+
+
+def load_runs(runs_dir: Path, warn) -> list[dict[str, Any]]:
+    runs = []
+    for path in sorted(runs_dir.glob("*.json")):
+        try:
+            runs.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            warn(f"release_report: skipping unreadable run file {path}: {exc}")
+    return runs
+
+
+def write_release(report_dir: Path, release_id: str, run: Mapping[str, Any], warn) -> tuple[Path, Path]:
+    """Store the run, then rebuild timeline.json and report.html from every run of the release."""
+    release_dir = report_dir / release_id
+    _atomic_write(release_dir / "runs" / f"{run['run_id']}.json", _json(run))
+    timeline = build_timeline(release_id, load_runs(release_dir / "runs", warn))
+    timeline_path, html_path = release_dir / "timeline.json", release_dir / "report.html"
+    _atomic_write(timeline_path, _json(timeline))
+    _atomic_write(html_path, render_html(timeline))
+    return timeline_path, html_path
+
+
+# --------------------------------------------------------------------------- the callback
+
+
+class CallbackModule(CallbackBase):
+    """Release timeline: JSON ledger entry + HTML report per release id."""
+
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "aggregate"
+    CALLBACK_NAME = "sre.rollout.release_report"
+    CALLBACK_NEEDS_ENABLED = True
+
+    def __init__(self, display=None, options=None) -> None:
+        super().__init__(display=display, options=options)
+        self.recorder = RunRecorder()
+
+    # structure
+
+    def v2_playbook_on_start(self, playbook) -> None:
+        self.recorder.playbook_start(getattr(playbook, "_file_name", "") or "")
+
+    def v2_playbook_on_play_start(self, play) -> None:
+        extra_vars: Mapping[str, Any] = {}
+        try:
+            extra_vars = play.get_variable_manager().extra_vars
+        except AttributeError:
+            pass
+        self.recorder.play_start(play._uuid, play.get_name().strip(), extra_vars)
+
+    def v2_playbook_on_task_start(self, task, is_conditional) -> None:
+        self._task_start(task, handler=False)
+
+    def v2_playbook_on_handler_task_start(self, task) -> None:
+        self._task_start(task, handler=True)
+
+    def _task_start(self, task, handler: bool) -> None:
+        self.recorder.task_start(task._uuid, *self._describe(task), handler=handler)
+
+    @staticmethod
+    def _describe(task) -> tuple[str, str, str | None]:
+        role = task._role.get_name() if getattr(task, "_role", None) else None
+        return task.get_name().strip(), task.action, role
+
+    # results
+
+    def v2_runner_on_start(self, host, task) -> None:
+        self.recorder.host_start(host.get_name(), task._uuid)
+
+    def v2_runner_on_ok(self, result) -> None:
+        self._host_end(result, "ok")
+
+    def v2_runner_on_failed(self, result, ignore_errors: bool = False) -> None:
+        self._host_end(result, "failed", ignored=ignore_errors)
+
+    def v2_runner_on_skipped(self, result) -> None:
+        self._host_end(result, "skipped")
+
+    def v2_runner_on_unreachable(self, result) -> None:
+        self._host_end(result, "unreachable")
+
+    def _host_end(self, result, status: str, ignored: bool = False) -> None:
+        name, action, role = self._describe(result._task)
+        self.recorder.host_end(result._host.get_name(), result._task._uuid, status, result._result,
+                               ignored=ignored, fallback_task={"task": name, "action": action, "role": role})
+
+    # the end
+
+    def v2_playbook_on_stats(self, stats) -> None:
+        try:
+            self._report(stats)
+        except Exception as exc:  # pylint: disable=broad-except  # a report never fails a release
+            self._display.warning(f"release_report: could not write the release report: {exc}")
+
+    def _report(self, stats) -> None:
+        custom = dict(stats.custom.get("_run", {}))
+        per_host = {h: dict(v) for h, v in stats.custom.items() if h != "_run"}
+        release_id = release_id_of(custom, per_host, self.recorder.extra_vars)
+        if release_id is None:
+            if self.get_option("require_release_id"):
+                self._display.v("release_report: no rollout_release_id (set_stats or extra vars): no report")
+                return
+            release_id = f"run-{_stamp(self.recorder.started)}"
+        safe_id = safe_release_id(release_id)
+        if not safe_id:
+            self._display.warning(f"release_report: release id {release_id!r} is not usable as a "
+                                  "directory name; no report written. Use letters, digits, '.', '_' or '-'.")
+            return
+        if safe_id != release_id:
+            self._display.warning(f"release_report: release id {release_id!r} is stored as {safe_id!r}")
+        run = self.recorder.finish({h: stats.summarize(h) for h in sorted(stats.processed)}, custom, per_host)
+        report_dir = Path(os.path.expanduser(self.get_option("report_dir")))
+        try:
+            timeline_path, html_path = write_release(report_dir, safe_id, run, self._display.warning)
+        except OSError as exc:
+            self._display.warning(f"release_report: cannot write the report under {report_dir}: {exc}. "
+                                  "Check report_dir (SRE_ROLLOUT_REPORT_DIR) is a writable directory.")
+            return
+        self._display.display(f"release report: {html_path}")
+        self._display.display(f"release timeline: {timeline_path}")
