@@ -1,0 +1,79 @@
+# Copyright: sre.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters comparing load-balancer pool snapshots taken with sre.rollout.lb_pool_info."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+
+def _pools(snapshot: Any, which: str) -> list[dict[str, Any]]:
+    """Accept a registered lb_pool_info result, its ``pools`` list, one pool, or a looped ``results``."""
+    if isinstance(snapshot, dict):
+        if snapshot.get("failed"):
+            raise AnsibleFilterError(f"the {which} snapshot is a failed lb_pool_info result: "
+                                     f"{snapshot.get('msg', '')}")
+        if "pools" in snapshot:
+            return list(snapshot["pools"])
+        if "results" in snapshot:
+            return _pools(snapshot["results"], which)
+        if "members" in snapshot:
+            return [snapshot]
+    if isinstance(snapshot, list):
+        pools: list[dict[str, Any]] = []
+        for item in snapshot:
+            pools.extend(_pools(item, which))
+        return pools
+    raise AnsibleFilterError(f"the {which} snapshot is not an lb_pool_info result (a dict with 'pools'), a list "
+                             f"of pools, or a pool with 'members'; got {type(snapshot).__name__}")
+
+
+def _index(snapshot: Any, which: str) -> dict[tuple[str, str, str], dict[str, Any]]:
+    index = {}
+    for pool in _pools(snapshot, which):
+        for member in pool.get("members") or []:
+            key = (str(pool.get("endpoint", "")), str(pool.get("pool", "")), str(member.get("name")))
+            index[key] = member
+    return index
+
+
+def _brief(member: dict[str, Any] | None) -> dict[str, Any] | None:
+    if member is None:
+        return None
+    return {k: member.get(k) for k in ("state", "health", "weight", "ready")}
+
+
+def lb_lost_members(before: Any, after: Any) -> list[dict[str, Any]]:
+    """Members that were ready in ``before`` and are not ready (or gone) in ``after``, per endpoint and pool."""
+    now = _index(after, "after")
+    lost = []
+    for key, was in _index(before, "before").items():
+        if not was.get("ready"):
+            continue
+        current = now.get(key)
+        if current is not None and current.get("ready"):
+            continue
+        if current is None:
+            reason = "missing from the pool"
+        else:
+            reason = ", ".join(f"{field} {current.get(field)}" for field in ("state", "health", "weight")
+                               if current.get(field) != was.get(field)) or "not ready"
+        lost.append({"endpoint": key[0], "pool": key[1], "member": key[2], "address": was.get("address"),
+                     "before": _brief(was), "after": _brief(current), "reason": reason})
+    return lost
+
+
+def lb_ready_members(snapshot: Any) -> list[str]:
+    """Names of the members ready on every endpoint of the snapshot, in pool order."""
+    pools = _pools(snapshot, "given")
+    if not pools:
+        return []
+    common = set.intersection(*[{m["name"] for m in p.get("members") or [] if m.get("ready")} for p in pools])
+    return [m["name"] for m in pools[0].get("members") or [] if m["name"] in common]
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {"lb_lost_members": lb_lost_members, "lb_ready_members": lb_ready_members}

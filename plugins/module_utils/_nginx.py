@@ -1,0 +1,448 @@
+# Copyright: sre.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""nginx upstream client: an upstream block in a file the collection owns.
+
+This module is private to the sre.rollout collection: its interface may change
+without notice and it must not be used from outside the collection.
+
+nginx (open source) has no runtime API, so a member is taken out by marking its
+``server`` line ``down`` in the upstream file, checking the configuration with
+``nginx -t`` and reloading gracefully. A graceful reload starts new worker
+processes and lets the old ones finish their in-flight requests before they
+exit; "drained" therefore means "every worker that existed before the reload
+has exited". Workers are found as the children of the master process (from its
+pidfile), identified by pid and start time so that a reused pid is not mistaken
+for an old worker.
+
+Members are named by a comment after their ``server`` line (``server
+10.0.0.1:8080; # web01``) or, without one, by their address.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from ansible_collections.sre.rollout.plugins.module_utils._common import RolloutError
+
+_UPSTREAM_RE = re.compile(r"^\s*upstream\s+(?P<name>[^\s{]+)\s*\{\s*(#.*)?$")
+_SERVER_RE = re.compile(r"^(?P<indent>\s*)server\s+(?P<body>[^;#]+);(?P<tail>\s*(#\s*(?P<comment>.*))?)$")
+
+
+class NginxError(RolloutError):
+    """An nginx operation failed; ``details`` say which file / command and nginx's own message."""
+
+
+@dataclass
+class UpstreamServer:
+    """One ``server`` line of an upstream block."""
+
+    address: str
+    params: list[str]
+    comment: str
+    line: int                       # index in the file's lines
+    indent: str = "    "
+    tail: str = ""
+
+    @property
+    def name(self) -> str:
+        word = self.comment.split()[0] if self.comment.strip() else ""
+        return word or self.address
+
+    @property
+    def down(self) -> bool:
+        return "down" in self.params
+
+    @property
+    def backup(self) -> bool:
+        return "backup" in self.params
+
+    @property
+    def weight(self) -> int:
+        for param in self.params:
+            if param.startswith("weight="):
+                try:
+                    return int(param.split("=", 1)[1])
+                except ValueError:
+                    return 1
+        return 1
+
+    def matches(self, member: str) -> bool:
+        return member in (self.name, self.address)
+
+    def render(self) -> str:
+        return f"{self.indent}server {' '.join([self.address, *self.params])};{self.tail}"
+
+    def with_changes(self, down: bool | None = None, weight: int | None = None) -> "UpstreamServer":
+        params = list(self.params)
+        if down is True and "down" not in params:
+            params.append("down")
+        elif down is False:
+            params = [p for p in params if p != "down"]
+        if weight is not None:
+            rest = [p for p in params if not p.startswith("weight=")]
+            at = next((i for i, p in enumerate(params) if p.startswith("weight=")), None)
+            params = rest
+            params.insert(len(rest) if at is None else at, f"weight={weight}")
+        return UpstreamServer(self.address, params, self.comment, self.line, self.indent, self.tail)
+
+
+def find_upstreams(text: str) -> dict[str, tuple[int, int]]:
+    """Upstream name → (first line index inside the block, index of its closing line)."""
+    lines = text.splitlines()
+    found: dict[str, tuple[int, int]] = {}
+    i = 0
+    while i < len(lines):
+        match = _UPSTREAM_RE.match(lines[i])
+        if not match:
+            i += 1
+            continue
+        depth, j = 1, i + 1
+        while j < len(lines):
+            code = lines[j].split("#", 1)[0]
+            depth += code.count("{") - code.count("}")
+            if depth <= 0:
+                break
+            j += 1
+        if depth > 0:
+            raise NginxError(f"upstream {match.group('name')!r} has no closing brace", upstream=match.group("name"))
+        found[match.group("name")] = (i + 1, j)
+        i = j + 1
+    return found
+
+
+def parse_upstream(text: str, upstream: str, path: str = "<upstream file>") -> list[UpstreamServer]:
+    """The ``server`` lines of ``upstream``; each must sit on one line of its own."""
+    blocks = find_upstreams(text)
+    if upstream not in blocks:
+        raise NginxError(f"{path} has no `upstream {upstream} {{ ... }}` block; its upstreams are: "
+                         f"{', '.join(blocks) or '(none)'}. Fix `pool` or the endpoint's upstream file.",
+                         path=path, pool=upstream, upstreams=list(blocks))
+    first, last = blocks[upstream]
+    lines = text.splitlines()
+    servers = []
+    for index in range(first, last):
+        line = lines[index]
+        code = line.split("#", 1)[0].strip()
+        if not code.startswith("server ") and code != "server":
+            continue
+        match = _SERVER_RE.match(line)
+        if not match:
+            raise NginxError(f"{path} line {index + 1}: a `server` directive must fit on one line ending "
+                             f"with ';' (optionally followed by '# name'); got {line.strip()!r}",
+                             path=path, line=index + 1)
+        words = match.group("body").split()
+        servers.append(UpstreamServer(address=words[0], params=words[1:], comment=match.group("comment") or "",
+                                      line=index, indent=match.group("indent"), tail=match.group("tail")))
+    return servers
+
+
+def replace_server(text: str, server: UpstreamServer) -> str:
+    """``text`` with ``server``'s line re-rendered; every other byte stays as it was."""
+    lines = text.split("\n")
+    lines[server.line] = server.render()
+    return "\n".join(lines)
+
+
+def find_server(servers: list[UpstreamServer], member: str, address: str | None, where: str) -> UpstreamServer:
+    matches = [s for s in servers if s.matches(member) or (address and s.address == address)]
+    if len(matches) == 1:
+        return matches[0]
+    listing = ", ".join(f"{s.name}" + ("" if s.name == s.address else f" ({s.address})") for s in servers)
+    if not matches:
+        raise NginxError(f"{where} has no member {member!r}" + (f" or address {address!r}" if address else "")
+                         + f"; its members are: {listing or '(none)'}. Give `member` as the name in the "
+                         f"`# name` comment of its server line, or `address` as host:port.",
+                         member=member, members=[s.name for s in servers])
+    raise NginxError(f"{where}: {member!r} matches {len(matches)} server lines ({listing}); name them with "
+                     f"`# name` comments", member=member, members=[s.name for s in servers])
+
+
+# -- processes ---------------------------------------------------------------
+def proc_stat(pid: int) -> tuple[int, str] | None:
+    """(ppid, start time) of a process, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            data = handle.read()
+    except OSError:
+        return None
+    fields = data.rsplit(")", 1)[-1].split()
+    # fields[0] is the state (stat field 3): ppid is field 4, starttime field 22.
+    if len(fields) < 20 or fields[0] == "Z":
+        return None
+    return int(fields[1]), fields[19]
+
+
+def children(ppid: int) -> dict[int, str]:
+    """Live children of ``ppid``: pid → start time."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            info = proc_stat(int(entry))
+            if info and info[0] == ppid:
+                found[int(entry)] = info[1]
+    return found
+
+
+def still_running(procs: dict[int, str]) -> dict[int, str]:
+    """The processes of ``procs`` that still exist (same pid and same start time)."""
+    alive = {}
+    for pid, started in procs.items():
+        info = proc_stat(pid)
+        if info and info[1] == started:
+            alive[pid] = started
+    return alive
+
+
+# -- connections (best effort: needs /proc/<pid>/fd of the workers) ---------
+def _decode_addr(hexaddr: str) -> tuple[str, int]:
+    host, port = hexaddr.split(":")
+    raw = bytes.fromhex(host)
+    if len(raw) == 4:
+        ip = socket.inet_ntop(socket.AF_INET, raw[::-1])
+    else:
+        words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+        ip = socket.inet_ntop(socket.AF_INET6, words)
+        if ip.startswith("::ffff:") and "." in ip:
+            ip = ip[len("::ffff:"):]
+    return ip, int(port, 16)
+
+
+def split_address(address: str) -> tuple[str, int] | None:
+    if address.startswith("unix:"):
+        return None
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        return address.strip("[]"), 80
+    return host.strip("[]"), int(port)
+
+
+def established_to(pids: list[int], address: str, proc_net: str = "/proc/net") -> int | None:
+    """TCP connections from ``pids`` to ``address`` (host:port) in ESTABLISHED state; None if unknown."""
+    target = split_address(address)
+    if target is None:
+        return None
+    try:
+        ips = {info[4][0] for info in socket.getaddrinfo(target[0], target[1], proto=socket.IPPROTO_TCP)}
+    except OSError:
+        return None
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                except OSError:
+                    continue
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+        except PermissionError:
+            return None
+        except OSError:
+            continue
+    count = 0
+    for table in ("tcp", "tcp6"):
+        try:
+            with open(os.path.join(proc_net, table)) as handle:
+                rows = handle.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            if len(cols) < 10 or cols[3] != "01" or cols[9] not in inodes:
+                continue
+            ip, port = _decode_addr(cols[2])
+            if ip in ips and port == target[1]:
+                count += 1
+    return count
+
+
+@dataclass
+class NginxInstance:
+    """One nginx instance and the upstream file the collection owns in it."""
+
+    upstream_file: str
+    conf: str = "/etc/nginx/nginx.conf"
+    prefix: str | None = None
+    pidfile: str = "/run/nginx.pid"
+    binary: str = "/usr/sbin/nginx"
+    timeout: float = 10.0
+
+    # -- reading -----------------------------------------------------------
+    def read(self) -> str:
+        try:
+            with open(self.upstream_file) as handle:
+                return handle.read()
+        except FileNotFoundError as exc:
+            raise NginxError(f"nginx upstream file {self.upstream_file} does not exist; create it (included from "
+                             f"the nginx configuration) or fix `endpoints`", path=self.upstream_file) from exc
+        except PermissionError as exc:
+            raise NginxError(f"permission denied reading {self.upstream_file}; run the task as a user that may "
+                             f"read it (become: true)", path=self.upstream_file) from exc
+
+    def servers(self, upstream: str) -> list[UpstreamServer]:
+        return parse_upstream(self.read(), upstream, self.upstream_file)
+
+    def master_pid(self) -> int:
+        try:
+            with open(self.pidfile) as handle:
+                pid = int(handle.read().split()[0])
+        except FileNotFoundError as exc:
+            raise NginxError(f"nginx pidfile {self.pidfile} does not exist: nginx is not running, or set "
+                             f"`nginx_pidfile` to its `pid` directive", pidfile=self.pidfile) from exc
+        except (OSError, ValueError, IndexError) as exc:
+            raise NginxError(f"cannot read nginx's pid from {self.pidfile}: {exc}", pidfile=self.pidfile) from exc
+        if proc_stat(pid) is None:
+            raise NginxError(f"nginx is not running: pid {pid} from {self.pidfile} does not exist. Start nginx "
+                             f"or fix `nginx_pidfile`", pidfile=self.pidfile, pid=pid)
+        return pid
+
+    def workers(self) -> dict[int, str]:
+        return children(self.master_pid())
+
+    def check_writable(self) -> None:
+        directory = os.path.dirname(os.path.abspath(self.upstream_file))
+        for path in (self.upstream_file, directory):
+            if not os.access(path, os.W_OK):
+                raise NginxError(f"permission denied: cannot write {path}; run the task as a user that may "
+                                 f"(become: true)", path=path)
+
+    def connections_to(self, address: str) -> int | None:
+        try:
+            return established_to(list(self.workers()), address)
+        except NginxError:
+            return None
+
+    # -- changing ----------------------------------------------------------
+    def _cmd(self, *args: str) -> list[str]:
+        cmd = [self.binary]
+        if self.prefix:
+            cmd += ["-p", self.prefix]
+        return cmd + ["-c", self.conf, *args]
+
+    def _execute(self, cmd: list[str]) -> subprocess.CompletedProcess:
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=max(self.timeout, 30.0))
+        except FileNotFoundError as exc:
+            raise NginxError(f"nginx binary {self.binary} not found; set `nginx_binary`", binary=self.binary) from exc
+        except subprocess.TimeoutExpired as exc:
+            raise NginxError(f"`{' '.join(cmd)}` did not finish in time", cmd=cmd) from exc
+
+    def test(self) -> None:
+        result = self._execute(self._cmd("-t", "-q"))
+        if result.returncode != 0:
+            message = (result.stderr or result.stdout).strip()
+            raise NginxError(f"nginx -t rejected the configuration: {message}", nginx_stderr=message,
+                             cmd=self._cmd("-t", "-q"))
+
+    def reload(self, old: dict[int, str]) -> None:
+        """Graceful reload; returns once the master has started new workers."""
+        result = self._execute(self._cmd("-s", "reload"))
+        if result.returncode != 0:
+            message = (result.stderr or result.stdout).strip()
+            raise NginxError(f"nginx reload failed: {message}", nginx_stderr=message, cmd=self._cmd("-s", "reload"))
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            if set(self.workers()) - set(old):
+                return
+            time.sleep(0.05)
+        raise NginxError(f"nginx (pidfile {self.pidfile}) started no new worker processes within {self.timeout}s "
+                         f"of the reload: the new configuration was probably not applied; see nginx's error log",
+                         pidfile=self.pidfile)
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Serialise changes to the upstream file (several hosts drained in parallel share it)."""
+        fd = os.open(os.path.dirname(os.path.abspath(self.upstream_file)), os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def _write(self, text: str) -> None:
+        directory = os.path.dirname(os.path.abspath(self.upstream_file))
+        mode = os.stat(self.upstream_file).st_mode & 0o7777
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".sre-rollout-")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, mode)
+            os.replace(tmp, self.upstream_file)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def change(self, upstream: str, member: str, address: str | None, down: bool | None = None,
+               weight: int | None = None) -> dict[int, str]:
+        """Rewrite the member's line, test, reload; return the workers that ran before the reload.
+
+        If ``nginx -t`` or the reload fails, the previous file is put back (and nginx
+        keeps running the previous configuration) before the error is raised.
+        """
+        with self.locked():
+            before = self.read()
+            server = find_server(parse_upstream(before, upstream, self.upstream_file), member, address,
+                                 f"{self.upstream_file} upstream {upstream!r}")
+            after = replace_server(before, server.with_changes(down=down, weight=weight))
+            if after == before:
+                return {}
+            old = self.workers()
+            self._write(after)
+            try:
+                self.test()
+                self.reload(old)
+            except NginxError as exc:
+                self._write(before)
+                exc.details["restored"] = True
+                raise
+            return old
+
+    @staticmethod
+    def terminate(procs: dict[int, str]) -> list[int]:
+        """SIGTERM the given (old) workers that still run: nginx's fast shutdown, cutting their requests."""
+        killed = []
+        for pid in still_running(procs):
+            try:
+                os.kill(pid, signal.SIGTERM)
+                killed.append(pid)
+            except ProcessLookupError:
+                pass
+        return killed
+
+
+def probe(address: str, uri: str, timeout: float = 2.0) -> str:
+    """HTTP GET http://<address><uri>: "UP" on 2xx/3xx, else "DOWN"; "UNKNOWN" for unix sockets."""
+    from ansible.module_utils.urls import open_url  # imported late: only probing needs it
+
+    if address.startswith("unix:"):
+        return "UNKNOWN"
+    try:
+        response = open_url(f"http://{address}{uri}", timeout=timeout, follow_redirects="none",
+                            validate_certs=False)
+        return "UP" if 200 <= response.getcode() < 400 else "DOWN"
+    except Exception:  # noqa: BLE001 - any failure of the probe means the member is not healthy
+        return "DOWN"
+
+
+def as_member(server: UpstreamServer, health: str, sessions: int | None) -> dict[str, Any]:
+    state = "maint" if server.down else "ready"
+    return {
+        "name": server.name, "address": server.address, "state": state, "admin_flags": None, "health": health,
+        "status": "down" if server.down else "up", "weight": server.weight, "initial_weight": None,
+        "sessions": sessions, "queued": None, "check_status": None, "tracked": None, "backup": server.backup,
+        "ready": state == "ready" and health in ("UP", "UNKNOWN") and not server.backup,
+    }

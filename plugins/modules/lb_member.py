@@ -1,0 +1,389 @@
+#!/usr/bin/python
+# Copyright: sre.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: lb_member
+short_description: Drain, disable, enable or re-weight a member in HAProxy or nginx load balancers
+version_added: 0.1.0
+description:
+  - Takes one member (server) of a pool out of traffic without dropping a request, or puts it back,
+    on every load-balancer instance listed in O(endpoints) at once.
+  - B(Look before touching.) Every endpoint is read first; if any is unreachable, lacks the pool or the
+    member, or the capacity guard (O(min_ready)) refuses, nothing is changed anywhere.
+  - B(HAProxy), through its runtime API over a unix socket or C(tcp://host:port).
+    V(drained) sets the server to C(drain) (no new sessions), waits until its current sessions and queue
+    are both 0, then sets C(maint). V(disabled) sets C(maint) at once. V(enabled) sets C(ready) and can
+    wait until the health check reports the server C(UP) (O(wait_healthy)); that wait looks at the health
+    status only, never at the session count.
+  - B(nginx), through an upstream block in a file this module owns (included from the nginx configuration).
+    V(drained) and V(disabled) add C(down) to the member's C(server) line, run C(nginx -t) and reload
+    nginx gracefully; V(drained) then waits until every worker process that existed before the reload has
+    exited, which nginx's graceful shutdown lets happen only once their in-flight requests are done.
+    V(enabled) removes C(down). If C(nginx -t) fails, the previous file is put back and the task fails
+    with nginx's own message; nginx keeps running the previous configuration.
+  - If a drain does not finish within O(drain_timeout), the default (O(on_timeout=fail)) puts the member
+    back to its previous state on every LB and fails, so that a failed step leaves nothing half done.
+    O(on_timeout=force) cuts the remaining sessions instead (HAProxy C(shutdown sessions server), nginx
+    SIGTERM to the old workers) and completes the drain.
+  - Runs where the LB is reachable from, usually the controller (C(delegate_to) the LB host or
+    C(localhost)). nginx must run on the host the module runs on.
+author:
+  - sre.rollout contributors
+attributes:
+  check_mode:
+    support: full
+    description: Reads every LB, applies the capacity guard and reports what would change; changes nothing.
+  diff_mode:
+    support: full
+    description: Before and after state and weight of the member, per LB endpoint.
+  idempotent:
+    support: full
+    description: A member already in the requested state is reported unchanged after one read per LB.
+options:
+  backend:
+    description: Kind of load balancer behind every endpoint.
+    type: str
+    choices: [haproxy, nginx]
+    default: haproxy
+  endpoints:
+    description:
+      - The LB instances that the member is in; the module acts on all of them or on none.
+      - For HAProxy, the runtime API of each instance, a unix socket path (C(/run/haproxy/admin.sock),
+        also C(unix:///run/haproxy/admin.sock)) or C(tcp://host:port). The socket needs C(level admin).
+      - For nginx, the upstream file of each instance, or a dictionary with C(upstream_file) and any of
+        C(conf), C(prefix), C(pidfile), C(binary) overriding O(nginx_conf), O(nginx_prefix),
+        O(nginx_pidfile), O(nginx_binary) for that instance.
+    type: list
+    elements: raw
+    required: true
+  pool:
+    description: The HAProxy backend or the nginx upstream name.
+    type: str
+    required: true
+  member:
+    description:
+      - The member's name. HAProxy, the server name in the backend. nginx, the name in a C(# name)
+        comment after the member's C(server) line, or its address as written there (C(host:port)).
+    type: str
+    required: true
+  address:
+    description:
+      - The member's address as the LB knows it (C(host:port)), used when O(member) is not found by name,
+        for example in an nginx upstream file without C(# name) comments.
+    type: str
+  state:
+    description:
+      - V(drained), no new requests, wait for in-flight ones (up to O(drain_timeout)), then maintenance.
+      - V(disabled), maintenance at once, without waiting.
+      - V(enabled), back in service (HAProxy C(ready), nginx without C(down)).
+    type: str
+    choices: [drained, disabled, enabled]
+    required: true
+  drain_timeout:
+    description: Seconds to wait for in-flight work to finish when O(state=drained).
+    type: float
+    default: 60
+  on_timeout:
+    description:
+      - What to do when a drain has not finished after O(drain_timeout).
+      - V(fail), put the member back to its previous state on every LB and fail.
+      - V(force), cut the remaining sessions and complete the drain (result key C(forced)).
+    type: str
+    choices: [fail, force]
+    default: fail
+  min_ready:
+    description:
+      - Capacity guard for V(drained) and V(disabled). Refuse to take the member out of an LB if fewer than
+        this many other members would stay ready there. A count (V(2)) or a percentage of the pool's
+        non-backup members, rounded up (V(50%)). V(0) turns the guard off.
+      - Ready means administratively ready, health C(UP) (nginx without O(health_uri), health C(UNKNOWN)
+        counts as ready), weight above 0 and not a backup server.
+      - The guard reads the pool once before acting; two tasks draining members of the same pool at the
+        same moment can each pass it. Plan batches so that this cannot matter (sre.rollout.release_plan).
+    type: raw
+    default: 1
+  weight:
+    description:
+      - Weight to set. HAProxy, 0..256 or a percentage of the configured weight (V(50%)), as
+        C(set server ... weight) understands it. nginx, a whole number from 1 written as C(weight=N).
+      - With O(warmup), the weight the warm-up ends at (default, the configured weight, C(100%); nginx,
+        the weight in the file).
+    type: raw
+  warmup:
+    description:
+      - When O(state=enabled) brings the member back, a list of weight steps. The member is enabled at the
+        first step's weight, each step is held for its C(pause) seconds, then the next step is set, and the
+        warm-up ends at O(weight). Skipped when the member is already enabled.
+    type: list
+    elements: dict
+    suboptions:
+      weight:
+        description: Weight of this step (like O(weight)).
+        type: raw
+        required: true
+      pause:
+        description: Seconds to hold this step before the next.
+        type: float
+        default: 5
+  wait_healthy:
+    description:
+      - With O(state=enabled), wait until the member's health is C(UP) and settled, up to
+        O(health_timeout). HAProxy, its health check status; nginx, an HTTP probe of O(health_uri).
+    type: bool
+    default: false
+  health_timeout:
+    description: Seconds O(wait_healthy) waits.
+    type: float
+    default: 30
+  health_uri:
+    description:
+      - nginx only. Path probed with HTTP GET on each member (C(http://<address><health_uri>)) to report its
+        health; a 2xx answer is C(UP). Without it nginx members have health C(UNKNOWN).
+      - Required for O(wait_healthy) with nginx.
+    type: str
+  poll_interval:
+    description: Seconds between two polls while waiting for a drain or for health.
+    type: float
+    default: 0.5
+  timeout:
+    description:
+      - HAProxy, seconds to wait for the runtime API to answer one command.
+      - nginx, seconds to wait for new workers after a reload.
+    type: float
+    default: 5
+  nginx_conf:
+    description: The nginx main configuration file (C(nginx -c)).
+    type: path
+    default: /etc/nginx/nginx.conf
+  nginx_prefix:
+    description: The nginx prefix path (C(nginx -p)), if nginx runs with one.
+    type: path
+  nginx_pidfile:
+    description: The nginx master's pidfile (its C(pid) directive); used to find the worker processes.
+    type: path
+    default: /run/nginx.pid
+  nginx_binary:
+    description: The nginx executable.
+    type: path
+    default: /usr/sbin/nginx
+notes:
+  - HAProxy keeps runtime changes only until it restarts; keep them across reloads with
+    C(server-state-file) and C(load-server-state-from-file).
+  - A member whose maintenance or drain is inherited from a tracked server (C(MAINT (via ...))) cannot be
+    changed here; the result's C(state) shows it and a warning is given.
+seealso:
+  - module: sre.rollout.lb_pool_info
+  - plugin: sre.rollout.lb_lost_members
+    plugin_type: filter
+  - name: HAProxy management guide, runtime API
+    description: C(set server), C(show stat), C(show servers state), C(shutdown sessions server).
+    link: https://docs.haproxy.org/2.6/management.html#9.3
+  - name: nginx upstream server parameters
+    description: C(down), C(weight), C(backup).
+    link: https://nginx.org/en/docs/http/ngx_http_upstream_module.html#server
+"""
+
+EXAMPLES = r"""
+- name: Take web01 out of both HAProxy instances, waiting for in-flight requests
+  sre.rollout.lb_member:
+    backend: haproxy
+    endpoints:
+      - /run/haproxy/admin.sock
+      - tcp://10.0.0.2:9999
+    pool: app
+    member: web01
+    state: drained
+    drain_timeout: 120
+    min_ready: 50%
+  delegate_to: localhost
+
+- name: Drain from nginx (upstream file without name comments, so by address)
+  sre.rollout.lb_member:
+    backend: nginx
+    endpoints:
+      - upstream_file: /etc/nginx/conf.d/upstream_app.conf
+        conf: /etc/nginx/nginx.conf
+        pidfile: /run/nginx.pid
+    pool: app
+    member: "{{ inventory_hostname }}"
+    address: "{{ ansible_host }}:8080"
+    state: drained
+  delegate_to: lb01
+
+- name: Back in, once HAProxy sees it healthy, warming up from 10% to full weight
+  sre.rollout.lb_member:
+    endpoints: [/run/haproxy/admin.sock]
+    pool: app
+    member: web01
+    state: enabled
+    wait_healthy: true
+    health_timeout: 30
+    warmup:
+      - {weight: 10%, pause: 10}
+      - {weight: 50%, pause: 10}
+  delegate_to: localhost
+
+- name: Halve the weight of a member
+  sre.rollout.lb_member:
+    endpoints: [/run/haproxy/admin.sock]
+    pool: app
+    member: web02
+    state: enabled
+    weight: 50%
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+member:
+  description: The member as requested.
+  returned: always
+  type: str
+  sample: web01
+lbs:
+  description: One entry per endpoint, in the order of O(endpoints).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    endpoint:
+      description: The endpoint (HAProxy socket / URL, nginx upstream file).
+      type: str
+      sample: /run/haproxy/admin.sock
+    backend:
+      description: V(haproxy) or V(nginx).
+      type: str
+    pool:
+      description: The pool.
+      type: str
+    member:
+      description: The member's name on this LB.
+      type: str
+      sample: web01
+    address:
+      description: The member's address on this LB.
+      type: str
+      sample: 10.0.0.11:8080
+    previous_state:
+      description: Administrative state before the task, V(ready), V(drain) or V(maint).
+      type: str
+      sample: ready
+    state:
+      description: Administrative state after the task (predicted in check mode).
+      type: str
+      sample: maint
+    previous_weight:
+      description: Weight before the task.
+      type: int
+    weight:
+      description: Weight after the task.
+      type: int
+    health:
+      description: Health after the task, V(UP), V(DOWN), V(NOLB) or V(UNKNOWN) (nginx without O(health_uri)).
+      type: str
+    sessions_at_start:
+      description:
+        - In-flight work when the task started. HAProxy, current sessions plus queued requests.
+          nginx, established connections from the nginx workers to the member (null when the workers'
+          sockets cannot be read).
+      type: int
+      sample: 3
+    waited:
+      description: Seconds spent waiting on this LB (for the drain, or for health and warm-up).
+      type: float
+      sample: 1.52
+    forced:
+      description: Whether O(on_timeout=force) cut remaining sessions on this LB.
+      type: bool
+    changed:
+      description: Whether this LB was (or, in check mode, would be) changed.
+      type: bool
+    ready_members:
+      description: Members ready on this LB after the task (the capacity guard's view).
+      type: list
+      elements: str
+ready_members:
+  description: Members ready on every LB after the task (predicted in check mode).
+  returned: always
+  type: list
+  elements: str
+  sample: [web02, web03]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.sre.rollout.plugins.module_utils._common import RolloutError
+from ansible_collections.sre.rollout.plugins.module_utils._lb import Operation, Options, make_drivers
+
+ARGUMENT_SPEC = dict(
+    backend=dict(type="str", choices=["haproxy", "nginx"], default="haproxy"),
+    endpoints=dict(type="list", elements="raw", required=True),
+    pool=dict(type="str", required=True),
+    member=dict(type="str", required=True),
+    address=dict(type="str"),
+    state=dict(type="str", choices=["drained", "disabled", "enabled"], required=True),
+    drain_timeout=dict(type="float", default=60),
+    on_timeout=dict(type="str", choices=["fail", "force"], default="fail"),
+    min_ready=dict(type="raw", default=1),
+    weight=dict(type="raw"),
+    warmup=dict(type="list", elements="dict", options=dict(
+        weight=dict(type="raw", required=True),
+        pause=dict(type="float", default=5),
+    )),
+    wait_healthy=dict(type="bool", default=False),
+    health_timeout=dict(type="float", default=30),
+    health_uri=dict(type="str"),
+    poll_interval=dict(type="float", default=0.5),
+    timeout=dict(type="float", default=5),
+    nginx_conf=dict(type="path", default="/etc/nginx/nginx.conf"),
+    nginx_prefix=dict(type="path"),
+    nginx_pidfile=dict(type="path", default="/run/nginx.pid"),
+    nginx_binary=dict(type="path", default="/usr/sbin/nginx"),
+)
+
+
+def validate(params: dict) -> None:
+    if params["warmup"] and params["state"] != "enabled":
+        raise RolloutError("warmup applies only to state=enabled; remove it or set state=enabled")
+    if params["wait_healthy"] and params["backend"] == "nginx" and not params["health_uri"]:
+        raise RolloutError("wait_healthy with backend=nginx needs health_uri (nginx has no health checks of its "
+                           "own): set health_uri, for example /health")
+    for name in ("drain_timeout", "health_timeout", "poll_interval", "timeout"):
+        if params[name] < 0:
+            raise RolloutError(f"{name} must not be negative, got {params[name]}")
+
+
+def run(module: AnsibleModule) -> dict:
+    params = module.params
+    validate(params)
+    options = Options(
+        state=params["state"], drain_timeout=params["drain_timeout"], on_timeout=params["on_timeout"],
+        min_ready=params["min_ready"], weight=params["weight"], warmup=params["warmup"] or [],
+        wait_healthy=params["wait_healthy"], health_timeout=params["health_timeout"],
+        poll_interval=max(params["poll_interval"], 0.05),
+    )
+    result = Operation(make_drivers(params), options, check_mode=module.check_mode).run()
+    diff = result.pop("diff")
+    if module._diff:
+        result["diff"] = diff
+    expected = "ready" if params["state"] == "enabled" else "maint"
+    for lb in result["lbs"]:
+        if lb["state"] != expected:
+            module.warn(f"{lb['member']} is {lb['state']} on {lb['endpoint']}, not {expected}: its state is "
+                        f"inherited (for example from a tracked server) and cannot be changed here")
+    return result
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    try:
+        module.exit_json(**run(module))
+    except RolloutError as e:
+        module.fail_json(msg=e.msg, **e.details)
+
+
+if __name__ == "__main__":
+    main()
