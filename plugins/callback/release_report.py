@@ -562,11 +562,15 @@ def _hosts_html(timeline: Mapping[str, Any]) -> str:
     return _table(["host", "status", "outcome (rollout_hosts)", *extra_keys, "task counts"], rows)
 
 
+def _short_list(names: list[str], limit: int = 12) -> str:
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown}, ... (+{len(names) - limit} more)"
+
+
 def _batches_html(batches: list[Mapping[str, Any]]) -> str:
     if not batches:
         return '<p class="muted">No batch ran.</p>'
-    rows = [[_e(b["play"]), f'<span class="num">{_e(b["batch"])}</span>',
-             _e(", ".join(b["hosts"]) if len(b["hosts"]) <= 12 else ", ".join(b["hosts"][:12]) + f", ... +{len(b['hosts']) - 12}"),
+    rows = [[_e(b["play"]), f'<span class="num">{_e(b["batch"])}</span>', _e(_short_list(b["hosts"])),
              _e(b.get("start")), _e(_seconds(b.get("duration")))] for b in batches]
     return _table(["play", "batch", "hosts", "start", "duration"], rows)
 
@@ -708,7 +712,9 @@ class CallbackModule(CallbackBase):
     @staticmethod
     def _describe(task) -> tuple[str, str, str | None]:
         role = task._role.get_name() if getattr(task, "_role", None) else None
-        return task.get_name().strip(), task.action, role
+        # get_name() prefixes the role; the role has its own field
+        name = _text(getattr(task, "name", None)).strip() or task.get_name().strip()
+        return name, task.action, role
 
     # results
 

@@ -371,7 +371,8 @@ def _batch_size(batch_size: Any, pool: int, excluded: int, min_ready: int) -> in
         return min(largest_step(pool), pool - excluded - min_ready)
     size, was_percent = parse_count(batch_size, pool, "batch_size", round_up=False)
     if size < 1:
-        raise PlanError(f"batch_size {batch_size!r} is 0 hosts of the pool of {pool}: use at least 1.", batch_size=batch_size)
+        raise PlanError(f"batch_size {batch_size!r} is 0 hosts of the pool of {pool}: use at least 1.",
+                        batch_size=batch_size)
     label = f"a batch of {_hosts(size)}" + (f" (batch_size {batch_size!r})" if was_percent else "")
     _check_step(label, size, pool, excluded, min_ready,
                 "Lower batch_size, or leave it unset for the largest safe size.")

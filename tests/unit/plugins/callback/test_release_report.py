@@ -75,6 +75,9 @@ class FakeTask(Named):
         self._role = Named(role) if role else None
         self.delegate_to = None
 
+    def get_name(self) -> str:  # like Task.get_name(): the role first
+        return f"{self._role.get_name()} : {self.name}" if self._role else self.name
+
 
 class FakeVariableManager:
     def __init__(self, extra_vars: dict) -> None:
@@ -496,7 +499,8 @@ def test_rollback_reason_from_the_playbooks_host_outcomes():
     ({"web01": "released", "web02": {"status": "rolled back", "reason": "x"}},
      {"web01": {"outcome": "released"}, "web02": {"status": "rolled back", "reason": "x", "outcome": "rolled back"}}),
     ([{"host": "web01", "outcome": "ok"}, {"name": "web02", "result": "failed"}, {"outcome": "no host"}, "junk"],
-     {"web01": {"host": "web01", "outcome": "ok"}, "web02": {"name": "web02", "result": "failed", "outcome": "failed"}}),
+     {"web01": {"host": "web01", "outcome": "ok"},
+      "web02": {"name": "web02", "result": "failed", "outcome": "failed"}}),
     ("not hosts", {}), (None, {}),
 ])
 def test_normalize_host_outcomes(value, expected):
@@ -574,6 +578,9 @@ PLAYBOOK = textwrap.dedent("""\
             hosts: [web01, web02, web03, web04, web05, web06]
             excluded: {web06: "unhealthy"}
           register: planned
+        - name: a step of a role
+          ansible.builtin.include_role:
+            name: demo
         - name: something that fails but is ignored
           ansible.builtin.command: /bin/false
           changed_when: false
@@ -596,6 +603,12 @@ def ansible_env(tmp_path: Path, **extra: str) -> dict:
     return env
 
 
+def write_role(tmp_path: Path) -> None:
+    tasks = tmp_path / "roles" / "demo" / "tasks"
+    tasks.mkdir(parents=True, exist_ok=True)
+    (tasks / "main.yml").write_text("- name: demo step\n  ansible.builtin.debug:\n    msg: in a role\n")
+
+
 def write_inventory(tmp_path: Path) -> Path:
     inventory = tmp_path / "inventory.ini"
     inventory.write_text(f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n")
@@ -608,6 +621,7 @@ def test_real_playbook_with_the_callback_enabled_in_ansible_cfg(tmp_path):
     (tmp_path / "ansible.cfg").write_text(textwrap.dedent(f"""\
         [defaults]
         collections_path = {REPO / '.collections'}
+        roles_path = {tmp_path / 'roles'}
         callbacks_enabled = {PLUGIN}
 
         [callback_release_report]
@@ -615,6 +629,7 @@ def test_real_playbook_with_the_callback_enabled_in_ansible_cfg(tmp_path):
         """))
     playbook = tmp_path / "phase.yml"
     playbook.write_text(PLAYBOOK)
+    write_role(tmp_path)
     proc = subprocess.run([str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", str(write_inventory(tmp_path)),
                            str(playbook)], cwd=tmp_path, capture_output=True, text=True, timeout=180,
                           env=ansible_env(tmp_path, ANSIBLE_CONFIG=str(tmp_path / "ansible.cfg")))
@@ -626,10 +641,10 @@ def test_real_playbook_with_the_callback_enabled_in_ansible_cfg(tmp_path):
     assert timeline["result"] == "success"
     assert timeline["custom"]["rollout_plan"]["canary"] == ["web01"]
     assert timeline["custom"]["rollout_plan"]["excluded"] == [{"host": "web06", "reason": "unhealthy"}]
-    assert [(e["task"], e["status"]) for e in timeline["events"]] == [
-        ("plan the release", "ok"), ("something that fails but is ignored", "failed"),
-        ("record the release", "ok")]
-    assert timeline["events"][1]["ignored"] is True
+    assert [(e["task"], e["role"], e["status"]) for e in timeline["events"]] == [
+        ("plan the release", None, "ok"), ("a step of a role", None, "ok"), ("demo step", "demo", "ok"),
+        ("something that fails but is ignored", None, "failed"), ("record the release", None, "ok")]
+    assert timeline["events"][3]["ignored"] is True
     assert timeline["stats"]["localhost"]["ignored"] == 1
     page = (release_dir / "report.html").read_text()
     assert "<td>batch 2</td>" in page and "web06: unhealthy" not in page and "unhealthy" in page
@@ -642,7 +657,9 @@ def test_real_run_through_ansible_runner_adds_to_the_same_release(tmp_path):
     reports = tmp_path / "reports"
     playbook = tmp_path / "phase.yml"
     playbook.write_text(PLAYBOOK)
+    write_role(tmp_path)
     env = {"ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_CALLBACKS_ENABLED": PLUGIN,
+           "ANSIBLE_ROLES_PATH": str(tmp_path / "roles"),
            "SRE_ROLLOUT_REPORT_DIR": str(reports), "ANSIBLE_COLLECTIONS_PATH": str(REPO / ".collections"),
            "PATH": f"{REPO / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
     for release_id in ("rel-awx", "rel-awx"):
@@ -653,6 +670,6 @@ def test_real_run_through_ansible_runner_adds_to_the_same_release(tmp_path):
         assert run.rc == 0, run.stdout.read()
     timeline = json.loads((reports / "rel-awx" / "timeline.json").read_text())
     assert len(timeline["runs"]) == 2
-    assert len(timeline["events"]) == 6
+    assert len(timeline["events"]) == 2 * 5
     assert timeline["result"] == "success"
     assert (reports / "rel-awx" / "report.html").is_file()
