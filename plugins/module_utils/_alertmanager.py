@@ -269,12 +269,18 @@ def release_tag(release_id: str | None) -> str:
     return f"[sre.rollout release={release_id}]" if release_id else ""
 
 
-def compose_comment(release_id: str | None, comment: str | None) -> str:
-    """``[sre.rollout release=<id>] <reason>``: the record of why the alerts were muted."""
-    if release_id is not None and not _RELEASE_ID.match(release_id):
+def check_release_id(release_id: str | None) -> str | None:
+    """The release id (None when empty); it must fit in the comment's tag."""
+    if release_id and not _RELEASE_ID.match(release_id):
         raise AlertmanagerError(
             f"release_id {release_id!r} must be one word without spaces or brackets, e.g. 2030-01-31-app-1.1.0"
         )
+    return release_id or None
+
+
+def compose_comment(release_id: str | None, comment: str | None) -> str:
+    """``[sre.rollout release=<id>] <reason>``: the record of why the alerts were muted."""
+    release_id = check_release_id(release_id)
     text = (comment or "").strip() or DEFAULT_COMMENT
     if _RELEASE_TAG.match(text):
         raise AlertmanagerError(

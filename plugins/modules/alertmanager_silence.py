@@ -37,7 +37,9 @@ options:
       - Overrides an C(Authorization) entry of O(headers).
     type: str
   headers:
-    description: Extra HTTP headers for every request (for example what a proxy in front of Alertmanager needs).
+    description:
+      - Extra HTTP headers for every request (for example what a proxy in front of Alertmanager needs).
+      - Shown in the task's invocation like any option; put a secret in O(token), which is never shown.
     type: dict
     default: {}
   validate_certs:
@@ -189,8 +191,10 @@ silence_id:
   type: str
   sample: 83106a45-4816-4682-ae29-e0fc9d66625d
 silence:
-  description: The silence in force (with O(state=present)); the record of what was silenced, when and why.
-  returned: when state is present
+  description:
+    - The silence in force (with O(state=present)); the record of what was silenced, when and why.
+    - Null with O(state=absent) (see RV(expired)).
+  returned: always
   type: dict
   contains:
     id:
@@ -243,7 +247,7 @@ from ansible_collections.sre.rollout.plugins.module_utils._alertmanager import (
     AlertmanagerClient,
     SilenceIdentity,
     build_request,
-    compose_comment,
+    check_release_id,
     ensure_silence,
     parse_matchers,
     remove_silences,
@@ -288,9 +292,8 @@ def run(module: AnsibleModule) -> dict[str, Any]:
     elif p["silence_id"]:
         result = remove_silences(client, silence_id=p["silence_id"], check_mode=module.check_mode)
     else:
-        compose_comment(p["release_id"], None)  # validates release_id
         matchers = parse_matchers(p["matchers"])
-        identity = SilenceIdentity.of(matchers, p["created_by"], p["release_id"])
+        identity = SilenceIdentity.of(matchers, p["created_by"], check_release_id(p["release_id"]))
         result = remove_silences(client, identity=identity, matchers=matchers, check_mode=module.check_mode)
     result["url"] = client.url
     return result
