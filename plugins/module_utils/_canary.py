@@ -367,36 +367,53 @@ def planned_times(settings: Settings) -> list[float]:
     return [min(i * settings.interval, settings.duration) for i in range(1, count + 1)]
 
 
-QueryFn = Callable[[str, float], QueryResult]
+QueryFn = Callable[[str, "float | None"], QueryResult]
 
 
-def _read(query_fn: QueryFn, promql: str, at: float, metric: str) -> Reading:
-    try:
-        return reading_from_result(query_fn(promql, at))
-    except PrometheusError as exc:
-        if exc.invalid_query:
+@dataclass
+class IntervalReader:
+    """Reads every query of one interval at one evaluation time.
+
+    The first query runs at Prometheus' own "now" and the time it reports is
+    used for the others: canary and baseline see the same instant, and a
+    controller clock that is off does not shift the rate windows.
+    """
+
+    query_fn: QueryFn
+    at: float | None = None
+
+    def read(self, promql: str, metric: str) -> Reading:
+        try:
+            result = self.query_fn(promql, self.at)
+        except PrometheusError as exc:
+            if exc.invalid_query:
+                raise CanaryConfigError(f"metric {metric!r}: {exc.msg} (query: {promql})", query=promql) from exc
+            return reading_from_error(exc)
+        if self.at is None:
+            self.at = result.time
+        try:
+            return reading_from_result(result)
+        except CanaryConfigError as exc:
             raise CanaryConfigError(f"metric {metric!r}: {exc.msg} (query: {promql})", query=promql) from exc
-        return reading_from_error(exc)
-    except CanaryConfigError as exc:
-        raise CanaryConfigError(f"metric {metric!r}: {exc.msg} (query: {promql})", query=promql) from exc
 
 
-def measure_interval(index: int, at: float, metrics: list[MetricSpec], queries: dict[str, dict[str, Any]],
-                     query_fn: QueryFn) -> list[dict]:
-    """Query every metric for both sides at time ``at``; one measurement dict per metric."""
-    stamp = datetime.fromtimestamp(at, tz=timezone.utc).isoformat(timespec="seconds")
-    out = []
+def measure_interval(index: int, metrics: list[MetricSpec], queries: dict[str, dict[str, Any]],
+                     query_fn: QueryFn, wallclock: Callable[[], float] = time.time) -> list[dict]:
+    """Query every metric for both sides; one measurement dict per metric."""
+    reader = IntervalReader(query_fn)
+    judged = []
     for spec in metrics:
-        canary = _read(query_fn, queries[spec.name]["canary"], at, spec.name)
+        canary = reader.read(queries[spec.name]["canary"], spec.name)
         baseline_query = queries[spec.name]["baseline"]
-        baseline = _read(query_fn, baseline_query, at, spec.name) if baseline_query else None
-        verdict = judge(spec, canary, baseline)
-        out.append({
-            "interval": index, "time": stamp, "metric": spec.name,
-            "canary": json_number(canary.value), "baseline": json_number(baseline.value) if baseline else None,
-            "ok": verdict.outcome == OK, "outcome": verdict.outcome, "reason": verdict.reason,
-        })
-    return out
+        baseline = reader.read(baseline_query, spec.name) if baseline_query else None
+        judged.append((spec, canary, baseline, judge(spec, canary, baseline)))
+    at = reader.at if reader.at is not None else wallclock()
+    stamp = datetime.fromtimestamp(at, tz=timezone.utc).isoformat(timespec="seconds")
+    return [{
+        "interval": index, "time": stamp, "metric": spec.name,
+        "canary": json_number(canary.value), "baseline": json_number(baseline.value) if baseline else None,
+        "ok": verdict.outcome == OK, "outcome": verdict.outcome, "reason": verdict.reason,
+    } for spec, canary, baseline, verdict in judged]
 
 
 def resolve_all(metrics: list[MetricSpec], canary: list[str], baseline: list[str],
@@ -422,7 +439,7 @@ def run_analysis(metrics: list[MetricSpec], queries: dict[str, dict[str, Any]], 
         wait = start + offset - clock()
         if wait > 0:
             sleep(wait)
-        rows = measure_interval(index, wallclock(), metrics, queries, query_fn)
+        rows = measure_interval(index, metrics, queries, query_fn, wallclock)
         tally.measurements.extend(rows)
         tally.add(interval_outcome([Judgement(r["outcome"], r["reason"]) for r in rows]))
         if tally.decided:

@@ -15,10 +15,10 @@ import json
 import socket
 import urllib.error
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlencode
 
-from ansible.module_utils.urls import open_url
+from ansible.module_utils.urls import Request, make_context
 
 from ansible_collections.sre.rollout.plugins.module_utils._common import RolloutError
 
@@ -68,23 +68,22 @@ class QueryResult:
     ``result_type`` is ``vector``, ``scalar``, ``matrix`` or ``string``; for a
     scalar ``samples`` holds one sample without labels. Values are floats and may
     be NaN or +/-Inf (Prometheus sends them as the strings ``NaN``, ``+Inf``,
-    ``-Inf``). ``matrix`` and ``string`` results keep no samples.
+    ``-Inf``). ``matrix`` and ``string`` results keep no samples. ``time`` is
+    the evaluation time Prometheus reports (Unix seconds), None when the result
+    carries none (an empty vector).
     """
 
     result_type: str
     samples: tuple[Sample, ...] = ()
     warnings: tuple[str, ...] = field(default=())
-
-
-Opener = Callable[..., Any]
+    time: float | None = None
 
 
 class PrometheusClient:
     """Instant queries against one Prometheus (or a compatible API such as Thanos)."""
 
     def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT, validate_certs: bool = True,
-                 headers: dict[str, str] | None = None, token: str | None = None,
-                 opener: Opener = open_url) -> None:
+                 headers: dict[str, str] | None = None, token: str | None = None) -> None:
         if not url or not url.startswith(("http://", "https://")):
             raise RolloutError(f"Prometheus URL {url!r} is not an http(s) URL: set `url` (or PROMETHEUS_URL) "
                                "to the server's base address, e.g. http://prometheus:9090")
@@ -94,7 +93,9 @@ class PrometheusClient:
         self.headers = {"Accept": "application/json", **(headers or {})}
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
-        self._open = opener
+        # One TLS context for all queries: open_url would load the CA store again for every request.
+        self._request = Request(headers=self.headers, timeout=timeout, validate_certs=validate_certs,
+                                follow_redirects="safe", context=make_context(validate_certs=validate_certs))
 
     def query(self, promql: str, at: float | None = None) -> QueryResult:
         """Evaluate ``promql`` at ``at`` (Unix time; default: now on the server)."""
@@ -107,8 +108,7 @@ class PrometheusClient:
 
     def _get(self, url: str) -> tuple[int, bytes]:
         try:
-            resp = self._open(url, method="GET", headers=self.headers, timeout=self.timeout,
-                              validate_certs=self.validate_certs, follow_redirects="safe")
+            resp = self._request.open("GET", url)
             return resp.getcode() or 200, resp.read()
         except urllib.error.HTTPError as exc:
             return exc.code, _read_error_body(exc)
@@ -138,8 +138,18 @@ def parse_value(raw: Any) -> float:
     return float(raw)  # float() understands NaN, +Inf and -Inf
 
 
+def _parse_time(raw: Any) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        raise ValueError(f"evaluation time {raw!r} is not a number")
+    return float(raw)
+
+
+def _is_pair(item: Any) -> bool:
+    return isinstance(item, dict) and isinstance(item.get("value"), list) and len(item["value"]) == 2
+
+
 def _parse_sample(item: Any) -> Sample:
-    if not isinstance(item, dict) or not isinstance(item.get("value"), list) or len(item["value"]) != 2:
+    if not _is_pair(item):
         raise ValueError(f"vector element {item!r} has no [time, value] pair")
     return Sample(labels=dict(item.get("metric") or {}), value=parse_value(item["value"][1]))
 
@@ -152,11 +162,12 @@ def _parse_data(data: Any) -> QueryResult:
     if result_type == "vector":
         if not isinstance(result, list):
             raise ValueError("vector result is not a list")
-        return QueryResult("vector", tuple(_parse_sample(item) for item in result))
+        stamp = _parse_time(result[0]["value"][0]) if result and _is_pair(result[0]) else None
+        return QueryResult("vector", tuple(_parse_sample(item) for item in result), time=stamp)
     if result_type == "scalar":
         if not isinstance(result, list) or len(result) != 2:
             raise ValueError("scalar result is not a [time, value] pair")
-        return QueryResult("scalar", (Sample(labels={}, value=parse_value(result[1])),))
+        return QueryResult("scalar", (Sample(labels={}, value=parse_value(result[1])),), time=_parse_time(result[0]))
     if result_type in ("matrix", "string"):
         return QueryResult(result_type)
     raise ValueError(f"unknown resultType {result_type!r}")
@@ -199,4 +210,4 @@ def parse_response(body: bytes, status: int = 200, url: str = "") -> QueryResult
         raise PrometheusError(f"Prometheus at {url} sent a malformed result: {exc}", BAD_RESPONSE,
                               status=status, url=url) from exc
     warnings = tuple(str(w) for w in doc.get("warnings") or ())
-    return QueryResult(result.result_type, result.samples, warnings)
+    return QueryResult(result.result_type, result.samples, warnings, result.time)

@@ -12,7 +12,8 @@ version_added: 0.1.0
 description:
   - Soaks for O(duration) seconds. At the end of every O(interval) it evaluates each metric's PromQL
     (instant query, C(/api/v1/query)) twice, once for the O(canary) hosts and once for the O(baseline)
-    hosts, at the same evaluation time, and judges the canary value against the metric's bounds.
+    hosts, all at the same evaluation time (taken from Prometheus, so the controller's clock does not
+    matter), and judges the canary value against the metric's bounds.
   - "Per metric and interval: no usable canary value (query error, empty result, several series, NaN)
     is B(inconclusive) - a missing value never counts as good; a canary value above O(metrics[].max) or
     below O(metrics[].min) is B(fail); with O(metrics[].max_ratio_to_baseline) k, a missing baseline value
@@ -232,6 +233,9 @@ measurements:
     - Every measurement, one per metric and interval.
     - V(canary) and V(baseline) are numbers, the strings V(NaN), V(+Inf), V(-Inf), or null when the
       query gave no value (V(baseline) is also null without baseline hosts).
+    - V(time) is the evaluation time Prometheus reported for the interval's first answer (all queries of
+      an interval are evaluated at that instant), or the controller's clock when no query was answered.
+    - V(outcome) is V(ok), V(fail) or V(inconclusive); V(ok) is true only for V(ok); V(reason) says why.
   returned: always
   type: list
   elements: dict

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -312,6 +313,8 @@ class FakePrometheus:
         answer = self.answers[side](len(self.calls))
         if isinstance(answer, Exception):
             raise answer
+        if answer.samples:  # like Prometheus: evaluated at `at`, or at its own "now"
+            answer = dataclasses.replace(answer, time=at if at is not None else self.time.wallclock())
         return answer
 
 
@@ -345,12 +348,22 @@ def test_good_canary_passes_after_the_whole_soak():
     assert result["summary"].startswith("pass: 4 of 4 intervals")
 
 
-def test_canary_and_baseline_are_read_at_the_same_evaluation_time():
-    result, prom, _ = analyse(always(value(0.0)), always(value(0.0)))
-    pairs = list(zip(prom.calls[::2], prom.calls[1::2]))
-    assert len(pairs) == 4
-    assert all(c[1] == b[1] for c, b in pairs)
-    assert [m["time"] for m in result["measurements"]][0].endswith("+00:00")
+def test_every_query_of_an_interval_uses_the_time_prometheus_evaluated_the_first_at():
+    metrics = [ERRORS, MetricSpec(name="latency", query='x{host=~"$HOSTS"}', max=1.0)]
+    result, prom, _ = analyse(always(value(0.0)), always(value(0.0)), metrics=metrics)
+    assert len(prom.calls) == 4 * 4
+    for interval in range(4):
+        calls = prom.calls[interval * 4:(interval + 1) * 4]
+        assert calls[0][1] is None  # the first asks for Prometheus' "now"...
+        evaluated = 1_700_000_000.0 + 1000.0 + 5 * (interval + 1) + 0.1  # the fake takes 0.1 s per query
+        assert [at for _, at in calls[1:]] == pytest.approx([evaluated] * 3)  # ...the rest reuse its time
+    assert result["measurements"][0]["time"] == "2023-11-14T22:30:05+00:00"
+
+
+def test_without_any_prometheus_time_the_measurement_uses_the_controller_clock():
+    result, prom, _ = analyse(always(down()), always(down()), on_inconclusive="pause")
+    assert all(at is None for _, at in prom.calls)
+    assert result["measurements"][0]["time"] == "2023-11-14T22:30:05+00:00"
 
 
 def test_sleeps_account_for_time_spent_querying():

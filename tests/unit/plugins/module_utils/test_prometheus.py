@@ -52,6 +52,13 @@ def test_normal_vector_gives_one_sample_with_its_value():
     assert result.samples[0].value == recorded_value("vector_normal") > 0
 
 
+def test_evaluation_time_is_kept():
+    body = json.loads(recorded("vector_normal")["body"])
+    assert parse_recorded("vector_normal").time == body["data"]["result"][0]["value"][0]
+    assert parse_recorded("scalar_inf").time == json.loads(recorded("scalar_inf")["body"])["data"]["result"][0]
+    assert parse_recorded("vector_empty").time is None
+
+
 def test_several_series_keep_their_labels():
     result = parse_recorded("vector_several_series")
     hosts = sorted(s.labels["host"] for s in result.samples)
@@ -124,6 +131,8 @@ def test_parse_value_refuses_a_number_that_is_not_a_string():
     b'{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1, 2]}]}}',
     b'{"status":"success","data":{"resultType":"scalar","result":"x"}}',
     b'{"status":"success","data":{"resultType":"histogram","result":[]}}',
+    b'{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":["now","1"]}]}}',
+    b'{"status":"success","data":{"resultType":"scalar","result":[null,"1"]}}',
 ])
 def test_malformed_success_answers_are_bad_responses(body):
     with pytest.raises(PrometheusError) as err:
