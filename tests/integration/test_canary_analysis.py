@@ -231,7 +231,8 @@ def test_no_data_for_the_canary_is_inconclusive(lab_serving, ansible, load):
     lab = lab_serving
     with load(lab["haproxy"]["url"], rate=20):
         time.sleep(2)
-        [result] = analyse(ansible, lab, {"canary": ["web99"], "baseline": ["web01"], "duration": 0,
+        # "web0." is escaped to match only a host literally named so: unescaped it would match web01..web06
+        [result] = analyse(ansible, lab, {"canary": ["web0."], "baseline": ["web01"], "duration": 0,
                                           "window": "10s", "on_inconclusive": "pause",
                                           "metrics": [{"name": "app_error_ratio"}]})
     assert result["verdict"] == "inconclusive"
@@ -239,6 +240,7 @@ def test_no_data_for_the_canary_is_inconclusive(lab_serving, ansible, load):
     assert m["canary"] is None
     assert isinstance(m["baseline"], float)
     assert "no data" in m["reason"]
+    assert 'host=~"web0\\\\."' in result["queries"]["app_error_ratio"]["canary"]
 
 
 def test_invalid_query_fails_at_once_with_prometheus_message(lab_serving, ansible):
