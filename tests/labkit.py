@@ -116,6 +116,8 @@ class RunResult:
                 continue
             res = dict(data.get("res") or {})
             res["_event"] = ev["event"]
+            # with ignore_errors the runner event's result has no "failed" key: derive it
+            res.setdefault("failed", ev["event"] in ("runner_on_failed", "runner_item_on_failed"))
             res["_host"] = data.get("host")
             res["_task"] = data.get("task")
             out.append(res)
