@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -24,7 +25,7 @@ from ansible_collections.sre.rollout.plugins.module_utils._haproxy import (
     ADMF_FDRAIN, ADMF_FMAINT, HAProxyError, RuntimeAPI, resolve_weight,
 )
 from ansible_collections.sre.rollout.plugins.module_utils._nginx import (
-    NginxInstance, as_member, established_to, find_server, probe, still_running,
+    NginxInstance, as_member, connection_counts, find_server, probe, still_running,
 )
 
 TARGET_STATE = {"drained": "maint", "disabled": "maint", "enabled": "ready"}
@@ -166,8 +167,10 @@ class NginxDriver:
     def snapshot(self) -> list[dict[str, Any]]:
         self.instance.master_pid()  # nginx must be running: check before touching anything
         servers = self.instance.servers(self.pool)
-        workers = list(self.instance.workers())
-        return [as_member(s, self._health(s), established_to(workers, s.address)) for s in servers]
+        sessions = connection_counts(list(self.instance.workers()), [s.address for s in servers])
+        with ThreadPoolExecutor(max_workers=min(16, len(servers) or 1)) as pool:
+            health = list(pool.map(self._health, servers))
+        return [as_member(s, h, sessions[s.address]) for s, h in zip(servers, health)]
 
     def find(self, members: list[dict[str, Any]]) -> dict[str, Any]:
         servers = self.instance.servers(self.pool)

@@ -226,30 +226,27 @@ def split_address(address: str) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
-def established_to(pids: list[int], address: str, proc_net: str = "/proc/net") -> int | None:
-    """TCP connections from ``pids`` to ``address`` (host:port) in ESTABLISHED state; None if unknown."""
-    target = split_address(address)
-    if target is None:
-        return None
-    try:
-        ips = {info[4][0] for info in socket.getaddrinfo(target[0], target[1], proto=socket.IPPROTO_TCP)}
-    except OSError:
-        return None
+def _socket_inodes(pids: list[int]) -> set[str] | None:
     inodes = set()
     for pid in pids:
         try:
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                try:
-                    link = os.readlink(f"/proc/{pid}/fd/{fd}")
-                except OSError:
-                    continue
-                if link.startswith("socket:["):
-                    inodes.add(link[8:-1])
+            fds = os.listdir(f"/proc/{pid}/fd")
         except PermissionError:
             return None
         except OSError:
             continue
-    count = 0
+        for fd in fds:
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+    return inodes
+
+
+def _established_remotes(inodes: set[str], proc_net: str) -> list[tuple[str, int]]:
+    remotes = []
     for table in ("tcp", "tcp6"):
         try:
             with open(os.path.join(proc_net, table)) as handle:
@@ -258,12 +255,36 @@ def established_to(pids: list[int], address: str, proc_net: str = "/proc/net") -
             continue
         for row in rows:
             cols = row.split()
-            if len(cols) < 10 or cols[3] != "01" or cols[9] not in inodes:
-                continue
-            ip, port = _decode_addr(cols[2])
-            if ip in ips and port == target[1]:
-                count += 1
-    return count
+            if len(cols) >= 10 and cols[3] == "01" and cols[9] in inodes:
+                remotes.append(_decode_addr(cols[2]))
+    return remotes
+
+
+def connection_counts(pids: list[int], addresses: list[str], proc_net: str = "/proc/net") -> dict[str, int | None]:
+    """ESTABLISHED TCP connections from ``pids`` to each address (host:port); None where unknown.
+
+    Unknown: a unix socket address, a name that does not resolve, or /proc/<pid>/fd not readable.
+    """
+    counts: dict[str, int | None] = {address: None for address in addresses}
+    inodes = _socket_inodes(pids)
+    if inodes is None:
+        return counts
+    remotes = _established_remotes(inodes, proc_net)
+    for address in addresses:
+        target = split_address(address)
+        if target is None:
+            continue
+        try:
+            ips = {info[4][0] for info in socket.getaddrinfo(target[0], target[1], proto=socket.IPPROTO_TCP)}
+        except OSError:
+            continue
+        counts[address] = sum(1 for ip, port in remotes if ip in ips and port == target[1])
+    return counts
+
+
+def established_to(pids: list[int], address: str, proc_net: str = "/proc/net") -> int | None:
+    """TCP connections from ``pids`` to ``address`` (host:port) in ESTABLISHED state; None if unknown."""
+    return connection_counts(pids, [address], proc_net)[address]
 
 
 @dataclass
@@ -315,12 +336,6 @@ class NginxInstance:
             if not os.access(path, os.W_OK):
                 raise NginxError(f"permission denied: cannot write {path}; run the task as a user that may "
                                  f"(become: true)", path=path)
-
-    def connections_to(self, address: str) -> int | None:
-        try:
-            return established_to(list(self.workers()), address)
-        except NginxError:
-            return None
 
     # -- changing ----------------------------------------------------------
     def _cmd(self, *args: str) -> list[str]:
