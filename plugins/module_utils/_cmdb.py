@@ -158,7 +158,17 @@ class CmdbHost:
     env: str | None = None
     zone: str | None = None
     active: bool = True
-    aliases: dict[str, set] = field(default_factory=dict, repr=False, compare=False)
+    refs: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def aliases(self, name: str) -> set[str]:
+        """Every name of a reference (role, site, tags...) a filter may use, lowercase; computed on demand."""
+        value = self.refs.get(name)
+        if name == "tags":
+            out: set[str] = set()
+            for tag in as_list(value):
+                out |= _aliases(tag)
+            return out
+        return _aliases(value)
 
     @property
     def label(self) -> str:
@@ -247,20 +257,18 @@ def _fill_references(host: CmdbHost, record: dict, source: str) -> None:
                             "for Nautobot use backend: nautobot, which asks for depth=1",
                             cmdb=source, record=host.name)
         setattr(host, name, _ident(value))
-        host.aliases[name] = _aliases(value)
+        host.refs[name] = value
 
 
 def _tag_names(tags: Any, host: CmdbHost, source: str) -> list[str]:
     out: list[str] = []
-    aliases: set[str] = set()
     for tag in as_list(tags):
         ident = _ident(tag)
         if ident is None:
             raise CmdbError(f"{source}: {host.label} has a tag without a name ({tag!r})",
                             cmdb=source, record=host.name)
         out.append(ident)
-        aliases |= _aliases(tag)
-    host.aliases["tags"] = aliases
+    host.refs["tags"] = tags
     return out
 
 
@@ -380,7 +388,7 @@ class CmdbQuery:
                 if flavor == "nautobot" and option == "sites":
                     raise CmdbError("sites: Nautobot has no sites; filter by locations instead",
                                     option="sites")
-                out.append(_ref_filter(ref, values, param, flavor, lambda h, r=ref: h.aliases.get(r, set())))
+                out.append(_ref_filter(ref, values, param, flavor, lambda h, r=ref: h.aliases(r)))
         if self.tags:
             out.append(_tags_filter(self.tags))
         for key, value in self.custom_fields.items():
@@ -405,7 +413,7 @@ def _tags_filter(tags: list[str]) -> Filter:
     wanted = [str(t) for t in tags]
     lowered = {t.lower() for t in wanted}
     # NetBox and Nautobot both AND repeated tag parameters: a host needs every tag.
-    return Filter("tags", wanted, lambda h: lowered <= h.aliases.get("tags", set()),
+    return Filter("tags", wanted, lambda h: lowered <= h.aliases("tags"),
                   {"netbox": {"tag": wanted}, "nautobot": {"tags": wanted}})
 
 
