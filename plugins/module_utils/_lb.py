@@ -216,10 +216,14 @@ class NginxDriver:
         self._change(down=previous["state"] == "maint")
 
     def resolve_weight(self, current: dict[str, Any], weight: Any) -> int:
+        """A whole number from 1; ``100%`` keeps the weight written in the file (nginx has no other reference)."""
         text = str(weight).strip()
+        if text == "100%":
+            return current["weight"]
         if not text.isdigit() or int(text) < 1:
-            raise RolloutError(f"nginx weights are whole numbers from 1 (nginx has no configured weight that a "
-                               f"percentage could refer to); got {weight!r}", weight=weight)
+            raise RolloutError(f"nginx weights are whole numbers from 1, or '100%' for the weight in the upstream "
+                               f"file as it is (nginx has no configured weight that other percentages could refer "
+                               f"to); got {weight!r}", weight=weight)
         return int(text)
 
     def set_weight(self, weight: int) -> None:

@@ -109,7 +109,9 @@ options:
   weight:
     description:
       - Weight to set. HAProxy, 0..256 or a percentage of the configured weight (V(50%)), as
-        C(set server ... weight) understands it. nginx, a whole number from 1 written as C(weight=N).
+        C(set server ... weight) understands it. nginx, a whole number from 1 written as C(weight=N), or
+        V(100%), which keeps the weight written in the upstream file (nginx has no configured weight that
+        other percentages could refer to).
       - With O(warmup), the weight the warm-up ends at (default, the configured weight, C(100%); nginx,
         the weight in the file).
     type: raw

@@ -394,3 +394,16 @@ def test_nginx_endpoint_dict_overrides_defaults():
     assert nginx_instance("/etc/nginx/up.conf", defaults, 3.0).upstream_file == "/etc/nginx/up.conf"
     with pytest.raises(RolloutError, match="unknown keys"):
         nginx_instance({"upstream_file": "/x", "pid": "/y"}, defaults, 3.0)
+
+
+def test_nginx_weights():
+    from ansible_collections.sre.rollout.plugins.module_utils._lb import NginxDriver
+    from ansible_collections.sre.rollout.plugins.module_utils._nginx import NginxInstance
+
+    driver = NginxDriver(NginxInstance(upstream_file="/x"), "app", "web01", None, None)
+    current = member("web01", weight=3)
+    assert driver.resolve_weight(current, "100%") == 3
+    assert driver.resolve_weight(current, 5) == 5
+    for bad in ("50%", "0", "x"):
+        with pytest.raises(RolloutError, match="whole numbers from 1"):
+            driver.resolve_weight(current, bad)
