@@ -137,7 +137,8 @@ pools:
           description: V(UP), V(DOWN), V(NOLB) or V(UNKNOWN) (nginx without O(health_uri)).
           type: str
         status:
-          description: HAProxy's own status text (C(UP), C(UP 1/2), C(DRAIN), C(MAINT (via app/web01))); nginx, up or down.
+          description:
+            - HAProxy's own status text (C(UP), C(UP 1/2), C(DRAIN), C(MAINT (via app/web01))); nginx, up or down.
           type: str
         weight:
           description: Current (user) weight.

@@ -220,7 +220,8 @@ def test_drain_under_load_then_enable(lab, ansible, load, lb_restored, backend):
 
     drained = one(result, "drained")
     assert drained["changed"]
-    assert [(lb["previous_state"], lb["state"]) for lb in drained["lbs"]] == [("ready", "maint")] * len(args["endpoints"])
+    transitions = [(lb["previous_state"], lb["state"]) for lb in drained["lbs"]]
+    assert transitions == [("ready", "maint")] * len(args["endpoints"])
     assert one(result, "drained again")["changed"] is False
 
     before, during, after = (one(result, name) for name in ("before", "during", "after"))
