@@ -501,8 +501,9 @@ def download(opener: Opener, dest: str, reserve: int, deadline: float) -> tuple[
 
 
 def _read_block(stream: IO[bytes], so_far: int) -> bytes:
+    # read1: what has arrived (up to CHUNK), so a stalled server is noticed with the bytes so far counted.
     try:
-        return stream.read(CHUNK)
+        return getattr(stream, "read1", stream.read)(CHUNK)
     except (OSError, http.client.HTTPException) as exc:
         raise ReleaseStateError(f"download interrupted after {so_far} bytes ({exc!r}): check the artifact "
                                 "server and retry; nothing was changed", received_bytes=so_far)
@@ -703,8 +704,15 @@ def ensure_activatable(layout: Layout, state: dict, artifact: str) -> dict:
 
 def activate(layout: Layout, state: dict, artifact: str, rollback: bool, release_id: Optional[str],
              check_mode: bool) -> Optional[str]:
-    """Swap ``current`` to ``artifact`` and record it -> the artifact replaced (None if there was none)."""
-    record = ensure_activatable(layout, state, artifact)
+    """Swap ``current`` to ``artifact`` and record it -> the artifact replaced (None if there was none).
+
+    In check mode an artifact that is not on disk at all is assumed to be staged by an earlier task
+    of the same run (which did not stage it, being in check mode too); a partial one is still refused.
+    """
+    if check_mode and not os.path.lexists(layout.release_dir(artifact)):
+        record: dict = {}
+    else:
+        record = ensure_activatable(layout, state, artifact)
     replaced = state.get("current")
     if not check_mode:
         swap_current(layout, artifact)

@@ -134,7 +134,10 @@ notes:
 attributes:
   check_mode:
     support: full
-    description: Reports what would change; downloads nothing. O(checksum_url) is still read.
+    description:
+      - Reports what would change; downloads nothing. O(checksum_url) is still read.
+      - Activating an artifact that is not on the host at all is reported as a change with a warning
+        (an earlier task of the run would stage it); a partially staged one is refused as in a real run.
   diff_mode:
     support: full
     description: C(before)/C(after) hold C(current), C(previous) and the release names (or the lock).
@@ -493,6 +496,9 @@ def run_active(module: AnsibleModule, layout: Layout) -> dict:
         target, rollback = resolve_target(state, params["artifact"], params["rollback_to"])
         replaced = None
         if target != state.get("current"):
+            if module.check_mode and not os.path.lexists(layout.release_dir(target)):
+                module.warn(f"{target} is not staged on this host; check mode assumes an earlier task stages it "
+                            "(a real run refuses to activate an artifact that is not fully staged)")
             replaced = activate(layout, state, target, rollback, params["release_id"], module.check_mode)
             if not module.check_mode:
                 save_state(layout, state)

@@ -33,25 +33,27 @@ def main() -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     print(f"demo: releasing app-{VERSION} onto {len(lab['hosts'])} hosts under load "
           f"(ansible output: {log})", flush=True)
+    release_id = f"demo-{VERSION}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
     started = time.monotonic()
     with labkit.LoadRun(lab["haproxy"]["url"], rate=40) as via_haproxy, \
             labkit.LoadRun(lab["nginx"]["url"], rate=20) as via_nginx:
         with open(log, "w") as out:
             rc = subprocess.run([str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i",
                                  str(REPO / "inventories" / "lab"), str(REPO / "playbooks" / "release.yml"),
-                                 "-e", f"rollout_version={VERSION}", "-e", "rollout_approval=none"],
+                                 "-e", f"rollout_version={VERSION}", "-e", "rollout_approval=none",
+                                 "-e", f"rollout_release_id={release_id}"],
                                 cwd=REPO, env=labkit.ansible_env(), stdout=out, stderr=subprocess.STDOUT).returncode
     elapsed = time.monotonic() - started
     ledger_dir = REPO / ".rollout" / "ledger"
-    entries = sorted(ledger_dir.glob("*.json"), key=lambda p: p.stat().st_mtime) if ledger_dir.exists() else []
-    entry = json.loads(entries[-1].read_text()) if entries else {}
-    report_dir = REPO / ".rollout" / "reports" / entry.get("release_id", "?")
+    ledger = ledger_dir / f"{release_id}.json"
+    entry = json.loads(ledger.read_text()) if ledger.exists() else {}
+    report_dir = REPO / ".rollout" / "reports" / release_id
     timeline = {}
     if (report_dir / "timeline.json").exists():
         timeline = json.loads((report_dir / "timeline.json").read_text())
 
     print("\n=== release summary ===")
-    print(f"release     {entry.get('release_id', '?')}  result: {entry.get('result', 'unknown')} "
+    print(f"release     {release_id}  result: {entry.get('result', 'unknown')} "
           f"(ansible-playbook rc={rc}, {elapsed:.0f}s)")
     plan = entry.get("plan", {})
     if plan:
@@ -67,7 +69,7 @@ def main() -> int:
     for name, run in (("HAProxy", via_haproxy.summary), ("nginx", via_nginx.summary)):
         print(f"load {name:8s} requests={run['requests']} ok={run['ok']} errors={run['errors']} "
               f"(non-2xx {run['non_2xx']}, connection errors {run['conn_errors']}) p99={run['p99_ms']}ms")
-    print(f"ledger      {entries[-1] if entries else 'none'}")
+    print(f"ledger      {ledger if ledger.exists() else 'none (the release stopped before finalize)'}")
     print(f"report      {report_dir / 'report.html'}")
     errors = via_haproxy.summary["errors"] + via_nginx.summary["errors"]
     print(f"errors      {errors}")

@@ -567,3 +567,13 @@ def test_unreadable_lock_file_blocks_until_broken(layout):
     assert rs.acquire_lock(layout, "r1", "alice", True, check_mode=False)[1] == {"release_id": None,
                                                                                 "unreadable": True}
     assert rs.read_lock(layout)["release_id"] == "r1"
+
+
+def test_check_mode_activation_assumes_a_stage_earlier_in_the_run(layout, tmp_path):
+    state = rs.load_state(layout)
+    assert rs.activate(layout, state, "app-1.1.0", False, "r", check_mode=True) == "app-1.0.0"
+    assert state["current"] == "app-1.1.0"
+    assert os.readlink(layout.current_link) == "releases/app-1.0.0"
+    Path(layout.release_dir("app-1.2.0")).mkdir()  # partial: refused in check mode too
+    with pytest.raises(rs.ReleaseStateError, match="not completely staged"):
+        rs.activate(layout, rs.load_state(layout), "app-1.2.0", False, "r", check_mode=True)
