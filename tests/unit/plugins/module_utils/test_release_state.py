@@ -236,14 +236,23 @@ def test_checksum_mismatch_changes_nothing(layout, tmp_path):
 
 
 def test_interrupted_download_leaves_nothing_activatable(layout, tmp_path):
-    class Broken(io.BytesIO):
+    class Broken:
+        """A response that delivers 11 bytes, then the peer resets (plain read(), no read1())."""
+
+        def __init__(self):
+            self.sent = 0
+
         def read(self, n=-1):
-            if self.tell() > 10:
+            if self.sent:
                 raise ConnectionResetError("peer reset")
-            return super().read(11)
+            self.sent = 11
+            return b"x" * 11
+
+        def close(self):
+            pass
 
     state = rs.load_state(layout)
-    req = rs.StageRequest("app-1.1.0", lambda: (Broken(b"x" * 100), 100), None, "http://x/a.tar.gz")
+    req = rs.StageRequest("app-1.1.0", lambda: (Broken(), 100), None, "http://x/a.tar.gz")
     with pytest.raises(rs.ReleaseStateError, match="download interrupted after 11 bytes"):
         rs.stage(layout, state, req)
     assert not os.path.exists(layout.release_dir("app-1.1.0"))
