@@ -476,8 +476,8 @@ def download(opener: Opener, dest: str, reserve: int, deadline: float) -> tuple[
     """Stream the opener's data into ``dest`` -> (sha256, bytes); checks space and the deadline."""
     stream, size = opener()
     try:
-        if size is not None:
-            ensure_free_space(os.path.dirname(dest), size, reserve, "the download")
+        # Without a Content-Length only the reserve can be checked now; unpacking checks the real size.
+        ensure_free_space(os.path.dirname(dest), size or 0, reserve, "the download")
         digest, written = hashlib.sha256(), 0
         with open(dest, "wb") as out:
             while True:

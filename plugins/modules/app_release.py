@@ -549,8 +549,6 @@ def run_lock(module: AnsibleModule, layout: Layout) -> dict:
         changed, broken, after = acquire_lock(layout, params["release_id"], holder, params["break_lock"],
                                               module.check_mode)
     else:
-        if params["release_id"]:
-            validate_release_id(params["release_id"])
         changed, dropped = release_lock(layout, params["release_id"], params["break_lock"], module.check_mode)
         broken = dropped if dropped and dropped.get("release_id") != params["release_id"] else None
         after = None
@@ -569,6 +567,8 @@ HANDLERS = {"staged": run_staged, "active": run_active, "pruned": run_pruned, "q
 
 
 def run(module: AnsibleModule) -> dict:
+    if module.params["release_id"] is not None:
+        validate_release_id(module.params["release_id"])
     layout = Layout(os.path.abspath(module.params["root"]))
     return HANDLERS[module.params["state"]](module, layout)
 
