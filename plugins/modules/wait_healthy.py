@@ -77,7 +77,8 @@ options:
     type: float
     default: 5
   headers:
-    description: Extra HTTP request headers (a C(Host) header, for instance).
+    description:
+      - Extra HTTP request headers (a C(Host) header, for instance). Not logged, as they may carry credentials.
     type: dict
     default: {}
   validate_certs:
@@ -196,7 +197,7 @@ ARGUMENT_SPEC: dict[str, Any] = dict(
     interval=dict(type="float", default=1.0),
     timeout=dict(type="float", default=60),
     request_timeout=dict(type="float", default=5),
-    headers=dict(type="dict", default={}),
+    headers=dict(type="dict", default={}, no_log=True),
     validate_certs=dict(type="bool", default=True),
 )
 

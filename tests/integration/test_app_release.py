@@ -294,7 +294,8 @@ def test_stage_activate_query_activate_rollback_prune(lab, ansible, restored):
     assert back["changed"] and back["rolled_back_from"] == "app-1.3.0-errors"
     assert (back["current"], back["previous"]) == ("app-1.1.0", "app-1.3.0-errors")
     noop = one(run, "rollback to previous again")
-    assert noop["changed"] is False and noop["current"] == "app-1.1.0" and noop["rolled_back_from"] == "app-1.3.0-errors"
+    assert noop["changed"] is False and noop["current"] == "app-1.1.0"
+    assert noop["rolled_back_from"] == "app-1.3.0-errors"
     named = one(run, "rollback to 1.0.0 by name")
     assert (named["current"], named["previous"], named["rolled_back_from"]) == (INITIAL, "app-1.1.0", "app-1.1.0")
 
@@ -563,9 +564,8 @@ def test_stop_fails_when_something_else_holds_the_port(lab, ansible, restored):
     # The pidfile names nothing (as after a crash), but a process still listens on the app's port.
     h = restored("web05")
     pid = app_pid(h)
-    run = play(ansible, "web05", [ignoring({**service("stop", "stop"),
-                                             "vars": {"app_service_confirm_timeout": 1,
-                                                      "app_service_pidfile": "{{ rollout_app_root }}/shared/run/x.pid"}})])
+    no_pidfile = {"app_service_confirm_timeout": 1, "app_service_pidfile": "{{ rollout_app_root }}/shared/run/x.pid"}
+    run = play(ansible, "web05", [ignoring({**service("stop", "stop"), "vars": no_pidfile})])
     failed = [r for r in run.results(host="web05") if r.get("failed")]
     assert failed and "another process holds the port" in failed[0]["msg"]
     assert failed[0]["_task"].startswith("App service | Confirm the port is closed")

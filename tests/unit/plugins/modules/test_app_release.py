@@ -113,7 +113,8 @@ def test_staged_needs_a_source(capsys, tmp_path):
 def test_artifact_url_404(capsys, tmp_path, repo):
     result = run_module(capsys, {"root": str(tmp_path / "app"), "state": "staged", "artifact": "app-1.1.0",
                                  "url": repo["url"] + "/missing.tar.gz", "checksum": "sha256:" + repo["sha"]})
-    assert result["failed"] and result["msg"].startswith("HTTP 404 ") and f"from {repo['url']}/missing.tar.gz: check" in result["msg"]
+    assert result["failed"] and result["msg"].startswith("HTTP 404 ")
+    assert f"from {repo['url']}/missing.tar.gz: check" in result["msg"]
     assert result["status"] == 404
     assert list((tmp_path / "app" / "releases").iterdir()) == []
 
