@@ -1,0 +1,266 @@
+"""sre.rollout.cmdb and cmdb_hosts against a real NetBox (make test-cmdb).
+
+NetBox is started by ``tests/cmdb/netbox.sh up`` (PyPI NetBox 4.x on loopback,
+Debian PostgreSQL + Redis), which describes itself in ``$NETBOX_DIR/netbox.json``.
+The test fills NetBox through its REST API with a small, fully known set of
+virtual machines, then checks that ``ansible-inventory`` with the plugin returns
+exactly the expected hosts, groups and variables: nothing more, nothing less.
+The objects it created are deleted again at the end.
+
+Not collected by ``make test`` (see tests/cmdb/conftest.py); run it as
+``tests/cmdb/netbox.sh up && .venv/bin/python -m pytest tests/cmdb/test_netbox_live.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+NETBOX_DIR = Path(os.environ.get("NETBOX_DIR", str(REPO / ".lab-netbox")))
+
+SITES = ("dc1", "dc2")
+ROLES = ("web", "db")
+TENANTS = ("blue", "red")
+TAGS = ("app-shop", "app-billing", "app-other", "pci")
+FIELDS = ("app", "env", "zone")
+# name: status, role, site, tenant, tags, app, env, zone, address (None: no primary IP)
+VMS = {
+    "shop-web01": ("active", "web", "dc1", "blue", ("app-shop", "pci"), "shop", "prod", "z1", "192.0.2.11/24"),
+    "shop-web02": ("active", "web", "dc2", "blue", ("app-shop",), "shop", "prod", "z2", "192.0.2.12/24"),
+    "shop-web03": ("active", "web", "dc1", "red", ("app-shop",), "shop", "prod", "z1", "192.0.2.13/24"),
+    "shop-web04": ("planned", "web", "dc2", "blue", ("app-shop",), "shop", "prod", "z2", "192.0.2.14/24"),
+    "shop-db01": ("active", "db", "dc1", "blue", ("app-shop",), "shop", "prod", "z1", "192.0.2.21/24"),
+    "shop-stg01": ("active", "web", "dc1", "blue", ("app-shop",), "shop", "staging", "z1", "192.0.2.31/24"),
+    "bill-web01": ("active", "web", "dc2", "red", ("app-billing",), "billing", "prod", "z2", "192.0.2.41/24"),
+    "other-web01": ("active", "web", "dc1", None, ("app-other",), "other", "prod", "z1", None),
+}
+
+
+# --------------------------------------------------------------------------- NetBox access
+
+
+class NetBox:
+    def __init__(self, url: str, token: str) -> None:
+        self.url = url.rstrip("/")
+        self.session = requests.Session()
+        self.session.headers.update({"Authorization": f"Token {token}", "Accept": "application/json"})
+
+    def call(self, method: str, path: str, body=None, params=None):
+        resp = self.session.request(method, f"{self.url}/api/{path}", json=body, params=params, timeout=60)
+        if resp.status_code >= 400:
+            raise AssertionError(f"NetBox {method} {path}: HTTP {resp.status_code} {resp.text[:500]}")
+        return resp.json() if resp.content else None
+
+    def ids(self, path: str, **params) -> list[int]:
+        return [r["id"] for r in self.call("GET", path, params=dict(params, limit=1000))["results"]]
+
+    def delete_all(self, path: str, ids: list[int]) -> None:
+        if ids:
+            self.call("DELETE", path, [{"id": i} for i in ids])
+
+
+def wipe(nb: NetBox) -> None:
+    """Delete whatever this test creates (idempotent: a crashed earlier run leaves nothing behind)."""
+    nb.delete_all("virtualization/virtual-machines/", nb.ids("virtualization/virtual-machines/", name=list(VMS)))
+    addresses = [v[8] for v in VMS.values() if v[8]]
+    nb.delete_all("ipam/ip-addresses/", nb.ids("ipam/ip-addresses/", address=addresses))
+    nb.delete_all("tenancy/tenants/", nb.ids("tenancy/tenants/", slug=list(TENANTS)))
+    nb.delete_all("dcim/sites/", nb.ids("dcim/sites/", slug=list(SITES)))
+    nb.delete_all("dcim/device-roles/", nb.ids("dcim/device-roles/", slug=list(ROLES)))
+    nb.delete_all("extras/tags/", nb.ids("extras/tags/", slug=list(TAGS)))
+    nb.delete_all("extras/custom-fields/", nb.ids("extras/custom-fields/", name=list(FIELDS)))
+
+
+def fill(nb: NetBox) -> None:
+    nb.call("POST", "extras/custom-fields/", [
+        {"name": f, "label": f, "type": "text", "object_types": ["virtualization.virtualmachine"]} for f in FIELDS])
+    site = {s["slug"]: s["id"] for s in nb.call("POST", "dcim/sites/", [
+        {"name": s.upper(), "slug": s, "status": "active"} for s in SITES])}
+    role = {r["slug"]: r["id"] for r in nb.call("POST", "dcim/device-roles/", [
+        {"name": r.title(), "slug": r, "vm_role": True, "color": "00ff00"} for r in ROLES])}
+    tenant = {t["slug"]: t["id"] for t in nb.call("POST", "tenancy/tenants/", [
+        {"name": t.title(), "slug": t} for t in TENANTS])}
+    tag = {t["slug"]: t["id"] for t in nb.call("POST", "extras/tags/", [
+        {"name": t.upper(), "slug": t} for t in TAGS])}
+    created = nb.call("POST", "virtualization/virtual-machines/", [
+        {"name": name, "status": st, "role": role[r], "site": site[s], "tenant": tenant.get(t),
+         "tags": [tag[x] for x in tags], "custom_fields": {"app": app, "env": env, "zone": zone}}
+        for name, (st, r, s, t, tags, app, env, zone, _) in VMS.items()])
+    vm_id = {vm["name"]: vm["id"] for vm in created}
+    with_ip = [name for name, v in VMS.items() if v[8]]
+    ifaces = nb.call("POST", "virtualization/interfaces/", [
+        {"virtual_machine": vm_id[name], "name": "eth0"} for name in with_ip])
+    ips = nb.call("POST", "ipam/ip-addresses/", [
+        {"address": VMS[name][8], "assigned_object_type": "virtualization.vminterface",
+         "assigned_object_id": iface["id"]} for name, iface in zip(with_ip, ifaces)])
+    nb.call("PATCH", "virtualization/virtual-machines/", [
+        {"id": vm_id[name], "primary_ip4": ip["id"]} for name, ip in zip(with_ip, ips)])
+
+
+@pytest.fixture(scope="module")
+def netbox() -> dict:
+    described = NETBOX_DIR / "netbox.json"
+    if not described.exists():
+        raise AssertionError(f"NetBox is not up ({described} missing): run `tests/cmdb/netbox.sh up` "
+                             "(or `make test-cmdb`, which starts and stops it)")
+    info = json.loads(described.read_text())
+    nb = NetBox(info["url"], info["token_v1"])
+    wipe(nb)
+    fill(nb)
+    yield info
+    wipe(nb)
+
+
+# --------------------------------------------------------------------------- running the plugin
+
+
+def env_for(token: str | None) -> dict:
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED="1",
+               ANSIBLE_NOCOLOR="1", PATH=str(REPO / ".venv" / "bin") + os.pathsep + os.environ.get("PATH", ""))
+    env.pop("SRE_ROLLOUT_CMDB_TOKEN", None)
+    if token:
+        env["SRE_ROLLOUT_CMDB_TOKEN"] = token
+    return env
+
+
+def inventory(tmp_path: Path, netbox: dict, token: str | None = "v1", **options) -> subprocess.CompletedProcess:
+    config = tmp_path / "netbox.cmdb.yml"
+    config.write_text(yaml.safe_dump(dict({"plugin": "sre.rollout.cmdb", "backend": "netbox", "url": netbox["url"],
+                                           "page_size": 2, "timeout": 30, "retries": 0}, **options)))
+    secret = netbox.get(f"token_{token}", token) if token else None
+    return subprocess.run([str(REPO / ".venv" / "bin" / "ansible-inventory"), "-i", str(config), "--list"],
+                          cwd=REPO, env=env_for(secret), capture_output=True, text=True, timeout=300)
+
+
+def listing(run: subprocess.CompletedProcess) -> dict:
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
+def groups_of(inv: dict) -> dict[str, list[str]]:
+    return {g: sorted(v.get("hosts", [])) for g, v in inv.items()
+            if g not in ("_meta", "all") and v.get("hosts")}
+
+
+def expected_vars(name: str) -> dict:
+    status, role, site, tenant, tags, app, env, zone, address = VMS[name]
+    return {"ansible_host": address.split("/")[0] if address else None, "cmdb_app": app, "cmdb_env": env,
+            "cmdb_zone": zone, "cmdb_status": status, "cmdb_role": role, "cmdb_site": site,
+            "cmdb_tenant": tenant, "cmdb_tags": sorted(tags)}
+
+
+def picked(hostvars: dict) -> dict:
+    out = {k: hostvars.get(k) for k in ("ansible_host", "cmdb_app", "cmdb_env", "cmdb_zone", "cmdb_status",
+                                         "cmdb_role", "cmdb_site", "cmdb_tenant")}
+    out["cmdb_tags"] = sorted(hostvars["cmdb_tags"])
+    return out
+
+
+def errors(run: subprocess.CompletedProcess) -> str:
+    """stderr of a failed run without whitespace (ansible wraps warnings, also at hyphens)."""
+    assert run.returncode != 0, run.stdout[-2000:]
+    return "".join(run.stderr.split())
+
+
+def squash(text: str) -> str:
+    return "".join(text.split())
+
+
+# --------------------------------------------------------------------------- the tests
+
+
+def test_app_env_role_returns_exactly_the_expected_inventory(netbox, tmp_path):
+    inv = listing(inventory(tmp_path, netbox, app="shop", env="prod", roles=["web"]))
+    web = ["shop-web01", "shop-web02", "shop-web03"]
+    assert sorted(inv["_meta"]["hostvars"]) == web
+    assert groups_of(inv) == {"app_shop": web, "env_prod": web, "role_web": web,
+                              "zone_z1": ["shop-web01", "shop-web03"], "zone_z2": ["shop-web02"]}
+    for name in web:
+        assert picked(inv["_meta"]["hostvars"][name]) == expected_vars(name)
+        assert inv["_meta"]["hostvars"][name]["cmdb_kind"] == "virtual_machines"
+
+
+def test_v2_bearer_token_gives_the_same_answer(netbox, tmp_path):
+    assert netbox["token_v2"].startswith("nbt_")
+    v1 = listing(inventory(tmp_path, netbox, app="shop", env="prod", roles=["web"]))
+    v2 = listing(inventory(tmp_path, netbox, token="v2", app="shop", env="prod", roles=["web"]))
+    assert v2 == v1
+
+
+def test_tags_site_and_inactive_group(netbox, tmp_path):
+    inv = listing(inventory(tmp_path, netbox, tags=["app-shop"], sites=["dc2"], inactive="group"))
+    assert sorted(inv["_meta"]["hostvars"]) == ["shop-web02", "shop-web04"]
+    assert groups_of(inv) == {"app_shop": ["shop-web02"], "env_prod": ["shop-web02"], "role_web": ["shop-web02"],
+                              "zone_z2": ["shop-web02"], "cmdb_inactive": ["shop-web04"]}
+    assert picked(inv["_meta"]["hostvars"]["shop-web04"]) == expected_vars("shop-web04")
+
+
+def test_all_tags_required_and_tenant_filter(netbox, tmp_path):
+    both = listing(inventory(tmp_path, netbox, tags=["app-shop", "pci"]))
+    assert sorted(both["_meta"]["hostvars"]) == ["shop-web01"]
+    red = listing(inventory(tmp_path, netbox, tenants=["red"], app_from=["tag:app-"]))
+    assert sorted(red["_meta"]["hostvars"]) == ["bill-web01", "shop-web03"]
+    assert groups_of(red)["app_billing"] == ["bill-web01"] and groups_of(red)["app_shop"] == ["shop-web03"]
+
+
+def test_app_from_tag_prefix_is_a_server_side_tag_filter(netbox, tmp_path):
+    inv = listing(inventory(tmp_path, netbox, app="billing", app_from=["tag:app-"]))
+    assert sorted(inv["_meta"]["hostvars"]) == ["bill-web01"]
+    assert picked(inv["_meta"]["hostvars"]["bill-web01"]) == expected_vars("bill-web01")
+
+
+def test_filter_netbox_ignores_fails_instead_of_releasing_onto_everything(netbox, tmp_path):
+    # NetBox does not know `tags=` (its filter is `tag=`) and answers with every VM, no error;
+    # the nautobot backend sends `tags=`, so the plugin must catch the dropped filter.
+    msg = errors(inventory(tmp_path, netbox, backend="nautobot", tags=["app-billing"], inactive="group"))
+    assert squash("the server ignored the filter") in msg and squash("does not match the filter tags=app-billing") in msg
+    assert squash(f"Nautobot {netbox['url']} returned virtual machine") in msg
+
+
+@pytest.mark.parametrize("options, culprit", [
+    ({"custom_fields": {"owner": "team-x"}}, "custom_fields.owner=team-x"),  # unknown cf_owner: ignored
+    ({"locations": ["dc1"]}, "location=dc1"),  # NetBox 4.x VMs have no location filter: ignored
+])
+def test_other_filters_netbox_ignores_are_caught(netbox, tmp_path, options, culprit):
+    msg = errors(inventory(tmp_path, netbox, **options))
+    assert squash(f"does not match the filter {culprit}") in msg and squash("the server ignored the filter") in msg
+
+
+def test_bad_token_is_a_clear_error(netbox, tmp_path):
+    msg = errors(inventory(tmp_path, netbox, token="0" * 40, app="shop"))
+    assert squash(f"NetBox {netbox['url']} refused access (HTTP 403)") in msg and squash("Invalid v1 token") in msg
+    assert "0" * 40 not in msg
+
+
+def test_missing_primary_ip_names_the_record(netbox, tmp_path):
+    msg = errors(inventory(tmp_path, netbox, app="other"))
+    assert squash("virtual machine other-web01 (id") in msg and squash("has no primary IP") in msg
+
+
+def test_zero_hosts_for_the_app_fail(netbox, tmp_path):
+    msg = errors(inventory(tmp_path, netbox, app="nothing-here", env="prod"))
+    assert squash(f"NetBox {netbox['url']} returned no active hosts for status=active, app=nothing-here, env=prod") in msg
+
+
+def test_cmdb_hosts_module_returns_the_same_hosts(netbox, tmp_path):
+    args = f"backend=netbox url={netbox['url']} app=shop env=prod roles=web page_size=2"
+    env = env_for(netbox["token_v1"])
+    env.update(ANSIBLE_STDOUT_CALLBACK="ansible.builtin.minimal", ANSIBLE_CALLBACK_RESULT_FORMAT="json")
+    run = subprocess.run([str(REPO / ".venv" / "bin" / "ansible"), "localhost", "-i", "localhost,", "-c", "local",
+                          "-e", "ansible_python_interpreter=/usr/bin/python3", "-m", "sre.rollout.cmdb_hosts",
+                          "-a", args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert run.stdout.startswith("localhost | SUCCESS => "), run.stdout[:500]
+    result = json.loads(run.stdout.split("=>", 1)[1])
+    assert [h["name"] for h in result["hosts"]] == ["shop-web01", "shop-web02", "shop-web03"]
+    assert result["groups"]["zone_z1"] == ["shop-web01", "shop-web03"]
+    assert {n: picked(v) for n, v in result["hostvars"].items()} == {
+        n: expected_vars(n) for n in ("shop-web01", "shop-web02", "shop-web03")}
+    assert netbox["token_v1"] not in run.stdout
