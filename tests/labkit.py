@@ -142,6 +142,9 @@ class Ansible:
         import ansible_runner  # only the integration tests need it
 
         cmdline = []
+        lab_vars = lab_dir() / "lab_vars.json"
+        if lab_vars.exists():  # the lab's description as static vars, whichever LAB_DIR runs
+            cmdline += ["-e", f"@{lab_vars}"]
         if check:
             cmdline.append("--check")
         if diff:
@@ -185,5 +188,8 @@ def ansible_playbook_cli(playbook: str, *args: str, envvars: dict | None = None,
     """Run the ansible-playbook command line, as a user would."""
     cmd = [str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", str(REPO / "inventories" / "lab"),
            str(REPO / playbook), *args]
+    lab_vars = lab_dir() / "lab_vars.json"
+    if lab_vars.exists():
+        cmd += ["-e", f"@{lab_vars}"]
     return subprocess.run(cmd, cwd=REPO, env=ansible_env(envvars), capture_output=True, text=True,
                           timeout=timeout)
