@@ -40,6 +40,8 @@ def ansible_env(extra: dict | None = None) -> dict:
     env["LAB_DIR"] = str(lab_dir())
     env.setdefault("ANSIBLE_FORCE_COLOR", "0")
     env.setdefault("ANSIBLE_NOCOLOR", "1")
+    # one message, one line: tests search the output for whole error messages
+    env.setdefault("ANSIBLE_CALLBACK_RESULT_FORMAT", "json")
     if extra:
         env.update(extra)
     return env

@@ -83,7 +83,8 @@ def test_never_healthy_version_rolls_back_the_canary_and_stops(fresh, ansible):
     with labkit.LoadRun(lab["haproxy"]["url"], rate=30) as load:
         run = ansible.playbook("playbooks/release.yml",
                                extravars={"rollout_version": "1.2.0-unhealthy", "rollout_approval": "none",
-                                          "rollout_release_id": rid, "rollout_health_timeout": 8})
+                                          "rollout_release_id": rid, "rollout_health_timeout": 8,
+                                          "rollout_backup_paths": []})
     assert run.rc != 0
     assert load.summary["errors"] == 0, load.summary
     assert set(versions(lab).values()) == {"1.0.0"}
@@ -114,7 +115,8 @@ def test_first_failed_host_halts_the_rollout(fresh, ansible, tmp_path):
         run = ansible.playbook("playbooks/release.yml", extravars={
             "rollout_version": "1.1.0", "rollout_approval": "none", "rollout_release_id": rid,
             "rollout_canary_analysis": False, "rollout_canary_soak": 2,
-            "fail_hook_host": victim, "hook_log": str(hook_log),
+            "fail_hook_host": victim, "fail_hook_artifact": "app-1.1.0", "hook_log": str(hook_log),
+            "rollout_backup_paths": [],
             "rollout_hooks": {"before_release": str(HOOKS / "record.yml"),
                               "after_activate": str(HOOKS / "fail_on_host.yml"),
                               "on_rollback": str(HOOKS / "record.yml"),
@@ -144,7 +146,7 @@ def test_interrupted_release_resumes(fresh):
     cmd = [str(labkit.REPO / ".venv" / "bin" / "ansible-playbook"), "-i", str(labkit.REPO / "inventories" / "lab"),
            str(labkit.REPO / "playbooks" / "release.yml"), "-e", "rollout_version=1.1.0",
            "-e", "rollout_approval=none", "-e", "rollout_canary_analysis=false", "-e", "rollout_canary_soak=2",
-           "-e", "rollout_quiet_period=3"]
+           "-e", "rollout_quiet_period=3", "-e", '{"rollout_backup_paths": []}']
     with labkit.LoadRun(lab["haproxy"]["url"], rate=30) as load:
         proc = subprocess.Popen(cmd, cwd=labkit.REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
@@ -205,7 +207,7 @@ def test_error_serving_version_is_caught_by_canary_analysis(fresh, ansible):
     with labkit.LoadRun(lab["haproxy"]["url"], rate=40) as load:
         run = ansible.playbook("playbooks/release.yml",
                                extravars={"rollout_version": "1.3.0-errors", "rollout_approval": "none",
-                                          "rollout_release_id": rid})
+                                          "rollout_release_id": rid, "rollout_backup_paths": []})
     assert run.rc != 0
     entry = ledger(rid)
     assert entry["canary"]["verdict"] == "fail"
@@ -231,7 +233,7 @@ def test_prometheus_down_is_inconclusive_and_handled_as_configured(fresh, ansibl
                                extravars={"rollout_version": "1.1.0", "rollout_approval": "none",
                                           "rollout_release_id": rid,
                                           "rollout_prometheus_url": "http://127.0.0.1:9",
-                                          "rollout_canary_on_inconclusive": "fail"})
+                                          "rollout_canary_on_inconclusive": "fail", "rollout_backup_paths": []})
     assert run.rc != 0
     assert load.summary["errors"] == 0, load.summary
     entry = ledger(rid)

@@ -454,6 +454,9 @@ def start_haproxy() -> None:
     cfg.write_text(haproxy_cfg())
     if running(RUN / "haproxy.pid"):
         return
+    # A fresh start begins from the configuration: a state file left by an earlier
+    # lab would bring back its MAINT/DRAIN states (load-server-state-from-file).
+    (hp / "server-state").unlink(missing_ok=True)
     for key in ("haproxy_frontend", "haproxy_exporter", "haproxy_admin"):
         require_port("127.0.0.1", PORTS[key], "haproxy")
     haproxy = which("haproxy")
