@@ -7,7 +7,7 @@ VENV      := .venv
 PY        := $(VENV)/bin/python
 LAB_HOSTS ?= 6
 LAB_DIR   ?= $(CURDIR)/.lab
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= --durations=15
 export LAB_HOSTS LAB_DIR
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
