@@ -181,7 +181,7 @@ plugin: sre.rollout.cmdb
 backend: file
 path: "${LAB_DIR:-../../.lab}/cmdb.json"
 env: lab
-
+---
 # inventories/prod/netbox.cmdb.yml: NetBox, token from SRE_ROLLOUT_CMDB_TOKEN
 plugin: sre.rollout.cmdb
 backend: netbox
@@ -197,7 +197,7 @@ keyed_groups:
 cache: true
 cache_plugin: ansible.builtin.jsonfile
 cache_connection: ~/.cache/ansible-cmdb
-
+---
 # Nautobot: apps from tags app-<name>, inactive hosts visible in cmdb_inactive
 plugin: sre.rollout.cmdb
 backend: nautobot

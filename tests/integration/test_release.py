@@ -106,8 +106,10 @@ def test_first_failed_host_halts_the_rollout(fresh, ansible, tmp_path):
     rid = release_id("halt")
     hook_log = tmp_path / "hooks.log"
     # plan first, to know which host sits in the first batch
+    # the same plan the release computes (same hosts, zones and order)
     plan = ansible.module("release_plan", {"hosts": [h["name"] for h in lab["hosts"]],
-                                           "zones": {h["name"]: h["zone"] for h in lab["hosts"]}})["localhost"]
+                                           "zones": {h["name"]: h["zone"] for h in lab["hosts"]},
+                                           "order": "sorted"})["localhost"]
     first_batch = plan["plan"]["batches"][0]
     victim = first_batch[0]
     later = [h for b in plan["plan"]["batches"][1:] for h in b]
@@ -134,6 +136,7 @@ def test_first_failed_host_halts_the_rollout(fresh, ansible, tmp_path):
     assert f"on_rollback {victim}" in ran
     assert not [line for line in ran if line.startswith("after_release")]  # a halted release did not finish
     entry = ledger(rid)
+    assert entry["plan"]["batches"] == plan["plan"]["batches"]
     assert entry["result"] == "failed" and victim in entry["rolled_back"]
     assert victim in entry["halt_reason"]
     assert_all_serving(lab)
