@@ -245,3 +245,21 @@ def test_prometheus_down_is_inconclusive_and_handled_as_configured(fresh, ansibl
     assert "inconclusive" in entry["halt_reason"]
     assert set(versions(lab).values()) == {"1.0.0"}
     assert_all_serving(lab)
+
+
+def test_second_release_is_refused_naming_the_lock_holder(fresh, ansible):
+    """While another release holds the app's lock, a release stops in preflight and names the holder."""
+    lab = fresh
+    web03 = lab["hosts"][2]
+    taken = ansible.module("app_release", {"root": web03["root"], "state": "locked", "release_id": "other-release-1",
+                                           "holder": "carol@elsewhere"}, hosts=web03["name"])
+    assert taken[web03["name"]]["changed"] is True
+    before = {h["name"]: staged(h) for h in lab["hosts"]}
+    r = labkit.ansible_playbook_cli("playbooks/release.yml", "-e", "rollout_version=1.1.0",
+                                    "-e", "rollout_approval=none", timeout=600)
+    assert r.returncode != 0
+    assert "lock held by release other-release-1" in r.stdout, r.stdout[-3000:]
+    assert {h["name"]: staged(h) for h in lab["hosts"]} == before  # nothing staged anywhere
+    assert locks(lab) == {web03["name"]: locks(lab)[web03["name"]]}
+    assert locks(lab)[web03["name"]]["release_id"] == "other-release-1"
+    assert set(versions(lab).values()) == {"1.0.0"}
