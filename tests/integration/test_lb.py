@@ -185,6 +185,17 @@ def fact_time(run, task: str) -> float:
     return float(one(run, task)["ansible_facts"]["t"])
 
 
+def wait_target_in_flight(lab: dict, backend: str) -> None:
+    """Precondition of the slow-request tests: the target really holds sessions before the drain starts.
+
+    A member that a previous test left DOWN for a health check or two takes no traffic, and a drain of
+    an idle member can neither time out nor show what it waited for.
+    """
+    if backend == "haproxy":
+        wait_until(f"{TARGET} to hold a slow request",
+                   lambda: int(haproxy_servers(lab)[TARGET]["scur"] or 0) >= 1)
+
+
 # --------------------------------------------------------------------------- tests
 
 
@@ -248,6 +259,7 @@ def test_drain_under_load_then_enable(lab, ansible, load, lb_restored, backend):
 def test_in_flight_slow_requests_finish_before_maint(lab, ansible, lb_restored, backend):
     now = {"t": "{{ now().timestamp() }}"}
     with SlowStream(lab[backend]["url"]) as slow:
+        wait_target_in_flight(lab, backend)
         run = play(ansible, lab, [
             {"name": "drained", "sre.rollout.lb_member": {**lb_args(lab, backend), "state": "drained",
                                                           "drain_timeout": 30}},
@@ -268,6 +280,7 @@ def test_drain_timeout_fails_and_restores_then_force_cuts(lab, ansible, lb_resto
     args = {**lb_args(lab, backend), "state": "drained", "drain_timeout": 0.5}
     now = {"t": "{{ now().timestamp() }}"}
     with SlowStream(lab[backend]["url"]) as slow:
+        wait_target_in_flight(lab, backend)
         run = play(ansible, lab, [
             {"name": "times out", "sre.rollout.lb_member": args, "ignore_errors": True},
             {"name": "after the failure", "sre.rollout.lb_pool_info": info_args(lab, backend)},
