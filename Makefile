@@ -7,7 +7,11 @@ VENV      := .venv
 PY        := $(VENV)/bin/python
 LAB_HOSTS ?= 6
 LAB_DIR   ?= $(CURDIR)/.lab
+LAB_NET   ?= 10
 PYTEST_ARGS ?= --durations=15
+# `make test` runs the suite on TEST_LABS labs side by side, one pytest-xdist worker per lab:
+# lab 1 is the default lab ($(LAB_DIR), LAB_NET $(LAB_NET)), lab N is .lab-N on LAB_NET LAB_NET+N-1.
+TEST_LABS ?= 2
 export LAB_HOSTS LAB_DIR
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
@@ -54,8 +58,14 @@ demo: setup
 	$(PY) tests/lab/demo.py
 
 test: setup
-	$(MAKE) lab-up
-	@rc=0; $(PY) -m pytest $(PYTEST_ARGS) tests || rc=$$?; $(MAKE) lab-down; exit $$rc
+	@rc=0; dirs=""; \
+	for n in $$(seq 1 $(TEST_LABS)); do \
+	  if [ $$n = 1 ]; then dir=$(LAB_DIR); else dir=$(CURDIR)/.lab-$$n; fi; dirs="$$dirs$${dirs:+:}$$dir"; \
+	  LAB_DIR=$$dir LAB_NET=$$(( $(LAB_NET) + n - 1 )) $(PY) tests/lab/lab.py up || { rc=$$?; break; }; \
+	done; \
+	if [ $$rc = 0 ]; then TEST_LAB_DIRS=$$dirs $(PY) -m pytest -n $(TEST_LABS) --dist worksteal $(PYTEST_ARGS) tests || rc=$$?; fi; \
+	for dir in $${dirs//:/ }; do LAB_DIR=$$dir $(PY) tests/lab/lab.py down || rc=$$?; done; \
+	exit $$rc
 
 # A real NetBox 4.x on loopback (PostgreSQL + Redis from Debian, NetBox from PyPI under Python 3.12);
 # the first run migrates for several minutes, later runs restore a cached dump (~/.cache/sre-rollout).

@@ -20,6 +20,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import labkit  # noqa: E402  (needs the path above)
 
 
+def _worker_lab() -> None:
+    """Under pytest-xdist (``make test``), worker gwN tests the N-th lab of ``$TEST_LAB_DIRS``.
+
+    The labs run side by side (own LAB_DIR, own 127.0.NET.0/24), so each worker has a lab
+    to itself and tests never see another worker's releases, locks or drained members.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    dirs = [d for d in os.environ.get("TEST_LAB_DIRS", "").split(os.pathsep) if d]
+    if worker.startswith("gw") and dirs:
+        index = int(worker[2:])
+        if index >= len(dirs):
+            raise pytest.UsageError(f"worker {worker} has no lab: TEST_LAB_DIRS names {len(dirs)}")
+        os.environ["LAB_DIR"] = dirs[index]
+
+
+_worker_lab()
+
+
 @pytest.fixture(scope="session")
 def lab() -> dict:
     """The running lab's description; fails (never skips) when the lab is down."""
@@ -47,3 +65,12 @@ def ansible():
 
 def pytest_report_header(config):
     return f"LAB_DIR={os.environ.get('LAB_DIR', str(REPO / '.lab'))}"
+
+
+# The whole releases take minutes each; the rest takes seconds. Started first, they spread over
+# the xdist workers and the short tests fill the gaps, instead of one long release running last.
+_LONG_FIRST = ("tests/integration/test_release.py", "tests/integration/test_release_failures.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    items.sort(key=lambda item: 0 if item.nodeid.startswith(_LONG_FIRST) else 1)

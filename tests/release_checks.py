@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
 import labkit
+
+
+def release_id(tag: str) -> str:
+    """A release id unique to this test process (two workers may release at the same second)."""
+    return f"t-{tag}-{time.strftime('%H%M%S')}-{os.getpid()}"
 
 
 def reset_lab() -> None:

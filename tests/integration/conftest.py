@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from release_checks import haproxy_states
+from release_checks import haproxy_states, reset_lab
 
 
 def _serving(lab: dict) -> tuple[bool, dict]:
@@ -43,3 +43,11 @@ def lab_is_serving(request):
         ok, seen = _serving(lab)
     assert ok, f"the lab is not serving before {request.node.name}: {seen}"
     yield
+
+
+@pytest.fixture()
+def fresh(lab):
+    """The lab reset before and after: every host on app-1.0.0, ready, no silence, no lock."""
+    reset_lab()
+    yield lab
+    reset_lab()

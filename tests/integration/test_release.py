@@ -17,20 +17,9 @@ import pytest
 
 import labkit
 from release_checks import (activations, active_silences, assert_all_serving, haproxy_states, ledger, locks,
-                             nginx_down_members, reset_lab, staged, state, versions)
+                             nginx_down_members, release_id, staged, state, versions)
 
 HOOKS = Path(__file__).resolve().parent / "hooks"
-
-
-@pytest.fixture()
-def fresh(lab):
-    reset_lab()
-    yield lab
-    reset_lab()
-
-
-def release_id(tag: str) -> str:
-    return f"t-{tag}-{time.strftime('%H%M%S')}-{os.getpid()}"
 
 
 def test_full_release_then_rollback(fresh, ansible):

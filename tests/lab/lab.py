@@ -9,6 +9,9 @@
 
 Environment: LAB_DIR (default <repo>/.lab), LAB_NET (default 10: hosts on
 127.0.<NET>.N, service ports 10000 + 100*NET + offset), LAB_HOSTS (default 6).
+LAB_NET and LAB_HOSTS shape a new lab; a lab that exists keeps the shape recorded
+in its lab.json (a running one refuses another), so `reset` or `down` with only
+LAB_DIR set acts on that lab's own addresses.
 Everything listens on loopback only. Nothing is ever killed by name.
 """
 
@@ -32,8 +35,42 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 LAB = Path(os.environ.get("LAB_DIR") or REPO / ".lab").resolve()
-NET = int(os.environ.get("LAB_NET", "10"))
-NHOSTS = int(os.environ.get("LAB_HOSTS", "6"))
+
+
+def _any_pid_alive(pidfiles) -> bool:
+    for pidfile in pidfiles:
+        try:
+            os.kill(int(pidfile.read_text().split()[0]), 0)
+            return True
+        except (OSError, ValueError, IndexError):
+            continue
+    return False
+
+
+def _shape() -> tuple[int, int]:
+    """(NET, number of hosts): recorded by an existing lab, else from LAB_NET / LAB_HOSTS."""
+    wanted = (int(os.environ.get("LAB_NET") or 10), int(os.environ.get("LAB_HOSTS") or 6))
+    try:
+        recorded_json = json.loads((LAB / "lab.json").read_text())
+        recorded = (int(recorded_json["net"]), len(recorded_json["hosts"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return wanted
+    explicit = [(name, int(os.environ[name]), have) for name, have in (("LAB_NET", recorded[0]),
+                ("LAB_HOSTS", recorded[1])) if os.environ.get(name)]
+    clash = [f"{name}={value} (the lab has {have})" for name, value, have in explicit if value != have]
+    if not clash:
+        return recorded
+    command = sys.argv[1] if len(sys.argv) > 1 else "status"
+    if command != "up":
+        return recorded  # stop, reset, inspect the lab that is there
+    if _any_pid_alive([*LAB.glob("run/*.pid"), *LAB.glob("hosts/*/shared/run/*.pid")]):
+        print(f"lab: ERROR: the lab in {LAB} runs on 127.0.{recorded[0]}.0/24 with {recorded[1]} hosts; "
+              f"{', '.join(clash)} needs `make lab-down` first, or another LAB_DIR", file=sys.stderr)
+        sys.exit(1)
+    return wanted
+
+
+NET, NHOSTS = _shape()
 BASE = 10000 + 100 * NET
 APP_PORT = 8080
 SSH_PORT = 2222
@@ -369,11 +406,14 @@ def install_initial(h: dict) -> None:
     write_state(root, INITIAL, sha)
 
 
+def app_env(h: dict) -> str:
+    return f"APP_HOST={h['address']}\nAPP_PORT={h['port']}\nAPP_NAME={h['name']}\nAPP_ZONE={h['zone']}\n"
+
+
 def write_app_env(h: dict) -> None:
     root = Path(h["root"])
     (root / "shared").mkdir(parents=True, exist_ok=True)
-    (root / "shared" / "app.env").write_text(
-        f"APP_HOST={h['address']}\nAPP_PORT={h['port']}\nAPP_NAME={h['name']}\nAPP_ZONE={h['zone']}\n")
+    (root / "shared" / "app.env").write_text(app_env(h))
 
 
 def app_pidfile(h: dict) -> Path:
@@ -680,7 +720,10 @@ def reset() -> None:
     for h in hosts():
         root = Path(h["root"])
         cur = os.readlink(root / "current") if (root / "current").is_symlink() else ""
-        if cur != f"releases/{INITIAL}" or not running(app_pidfile(h)):
+        env_file = root / "shared" / "app.env"
+        env_changed = not env_file.exists() or env_file.read_text() != app_env(h)
+        if (cur != f"releases/{INITIAL}" or not running(app_pidfile(h)) or env_changed
+                or http_get(f"{h['url']}/health")[0] != 200):
             subprocess.run([str(root / "current" / "bin" / "stop"), "10"], capture_output=True)
             install_initial(h)
         else:
