@@ -8,9 +8,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
+import pty
+import subprocess
+import termios
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -158,3 +164,82 @@ def assert_all_serving_but(lab: dict, victim: str) -> None:
     others = [h for h in lab["hosts"] if h["name"] != victim]
     served = versions({**lab, "hosts": others})
     assert set(served.values()) == {"1.0.0"}, served
+
+
+class Terminal:
+    """ansible-playbook on a pseudo-terminal of its own, as an operator runs it: what it prints, what we type."""
+
+    def __init__(self, args: list[str]) -> None:
+        self.master, slave = pty.openpty()
+        cmd = [str(labkit.REPO / ".venv" / "bin" / "ansible-playbook"), "-i", str(labkit.REPO / "inventories" / "lab"),
+               *args, "-e", f"@{labkit.lab_dir() / 'lab_vars.json'}"]
+        env = labkit.ansible_env()
+
+        def controlling_tty():  # a session of its own, with the pty as its terminal: pause can prompt
+            os.setsid()
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        self.proc = subprocess.Popen(cmd, cwd=labkit.REPO, env=env, stdin=slave, stdout=slave, stderr=slave,
+                                     preexec_fn=controlling_tty)  # noqa: PLW1509 - the test needs a terminal
+        os.close(slave)
+        self.output = b""
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:  # EIO: the other side is closed
+                return
+            if not chunk:
+                return
+            self.output += chunk
+
+    def expect(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while text.encode() not in self.output:
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise AssertionError(f"no {text!r} on the terminal; it shows: {self.text()[-3000:]}")
+            time.sleep(0.2)
+
+    def type(self, line: str) -> None:
+        os.write(self.master, line.encode() + b"\r")
+
+    def wait(self, timeout: float) -> int:
+        rc = self.proc.wait(timeout=timeout)
+        self.reader.join(timeout=10)
+        os.close(self.master)
+        return rc
+
+    def text(self) -> str:
+        return self.output.decode(errors="replace")
+
+
+def test_rejected_approval_halts_before_the_batches(fresh):
+    """rollout_approval=prompt: the checker types something else than the release id; no batch host is touched."""
+    lab = fresh
+    rid = release_id("reject")
+    term = Terminal([str(labkit.REPO / "playbooks" / "release.yml"), "-e", "rollout_version=1.1.0",
+                     "-e", "rollout_approval=prompt", "-e", f"rollout_release_id={rid}",
+                     "-e", "rollout_checker=bob", "-e", "rollout_canary_analysis=false",
+                     "-e", "rollout_canary_soak=2", "-e", '{"rollout_backup_paths": []}'])
+    try:
+        term.expect("type the release id to roll out", timeout=600)
+        term.type("yes")
+        rc = term.wait(timeout=300)
+    finally:
+        if term.proc.poll() is None:
+            term.proc.kill()
+    assert rc != 0, term.text()[-3000:]
+    assert f"not approved: the checker typed 'yes', not {rid}" in term.text(), term.text()[-3000:]
+    entry = ledger(rid)
+    canary = entry["plan"]["canary"]
+    outcomes = {h["host"]: h["outcome"] for h in entry["hosts"]}
+    assert {outcomes[name] for name in canary} == {"released"}
+    assert {o for name, o in outcomes.items() if name not in canary} == {"not touched"}
+    assert entry["result"] == "failed" and "not approved" in entry["halt_reason"]
+    for h in lab["hosts"]:
+        if h["name"] not in canary:
+            assert activations(h, rid) == [], f"{h['name']} was swapped without approval"
+    assert locks(lab) == {} and active_silences(lab) == []
