@@ -17,6 +17,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / ".collections"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+# Ansible's own collection loader, as ansible-test units installs it: plugins loaded in-process
+# (the inventory plugin's tests) then find their doc fragments by FQCN (sre.rollout.cmdb).
+from ansible.utils.collection_loader._collection_finder import _AnsibleCollectionFinder  # noqa: E402
+
+_AnsibleCollectionFinder(paths=[str(REPO / ".collections")], scan_sys_paths=False)._install()
+
 import labkit  # noqa: E402  (needs the path above)
 
 

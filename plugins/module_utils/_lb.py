@@ -29,6 +29,16 @@ from ansible_collections.sre.rollout.plugins.module_utils._nginx import (
 )
 
 TARGET_STATE = {"drained": "maint", "disabled": "maint", "enabled": "ready"}
+
+# The options every LB module takes (documented once, in doc_fragments/lb.py).
+COMMON_ARGUMENT_SPEC = dict(
+    backend=dict(type="str", choices=["haproxy", "nginx"], default="haproxy"),
+    pool=dict(type="str", required=True),
+    nginx_conf=dict(type="path", default="/etc/nginx/nginx.conf"),
+    nginx_prefix=dict(type="path"),
+    nginx_pidfile=dict(type="path", default="/run/nginx.pid"),
+    nginx_binary=dict(type="path", default="/usr/sbin/nginx"),
+)
 NGINX_KEYS = ("upstream_file", "conf", "prefix", "pidfile", "binary")
 
 

@@ -30,6 +30,8 @@ attributes:
   idempotent:
     support: full
     description: Never changes anything.
+extends_documentation_fragment:
+  - sre.rollout.cmdb
 options:
   backend:
     description: Where the records come from. V(file) reads O(path); V(netbox) and V(nautobot) query O(url).
@@ -55,90 +57,6 @@ options:
     description: Verify the server's TLS certificate.
     type: bool
     default: true
-  ca_path:
-    description: PEM file of the CA that signed the server's certificate.
-    type: path
-  timeout:
-    description: Seconds to wait for each HTTP answer.
-    type: float
-    default: 30
-  retries:
-    description: How many times a timeout, connection error, 429 or 5xx is retried.
-    type: int
-    default: 2
-  page_size:
-    description: Records per page; C(next) links are followed to the last page.
-    type: int
-    default: 250
-  kinds:
-    description: Which records to read.
-    type: list
-    elements: str
-    choices: [virtual_machines, devices]
-    default: [virtual_machines]
-  app:
-    description: Only hosts of this application (as mapped by O(app_from)).
-    type: str
-  env:
-    description: Only hosts of this environment (as mapped by O(env_from)).
-    type: str
-  roles:
-    description: Only hosts with one of these roles (slug for NetBox, name for Nautobot).
-    type: list
-    elements: str
-    default: []
-  tags:
-    description: Only hosts that carry all of these tags.
-    type: list
-    elements: str
-    default: []
-  status:
-    description: The statuses that count as active.
-    type: list
-    elements: str
-    default: [active]
-  sites:
-    description: Only hosts in one of these sites (NetBox).
-    type: list
-    elements: str
-    default: []
-  locations:
-    description: Only hosts in one of these locations.
-    type: list
-    elements: str
-    default: []
-  tenants:
-    description: Only hosts of one of these tenants.
-    type: list
-    elements: str
-    default: []
-  custom_fields:
-    description: Only hosts whose custom field equals the value (or one of a list of values).
-    type: dict
-    default: {}
-  app_from:
-    description:
-      - Where a host's app comes from, first non-empty wins; V(role), V(site), V(location), V(tenant),
-        V(cluster), V(status), C(custom_fields.<name>) or C(tag:<prefix>).
-    type: list
-    elements: str
-    default: [custom_fields.app]
-  env_from:
-    description: Where a host's environment comes from (same sources as O(app_from)).
-    type: list
-    elements: str
-    default: [custom_fields.env]
-  zone_from:
-    description: Where a host's zone comes from (same sources as O(app_from)).
-    type: list
-    elements: str
-    default: [custom_fields.zone, location, site]
-  group_by:
-    description: Which of the built-in groups to compute.
-    type: list
-    elements: str
-    choices: [app, env, zone, role]
-    default: [app, env, zone, role]
   inactive:
     description: V(exclude) leaves out hosts whose status is not in O(status); V(group) returns them in RV(inactive).
     type: str

@@ -43,12 +43,9 @@ attributes:
   idempotent:
     support: full
     description: A member already in the requested state is reported unchanged after one read per LB.
+extends_documentation_fragment:
+  - sre.rollout.lb
 options:
-  backend:
-    description: Kind of load balancer behind every endpoint.
-    type: str
-    choices: [haproxy, nginx]
-    default: haproxy
   endpoints:
     description:
       - The LB instances that the member is in; the module acts on all of them or on none.
@@ -59,10 +56,6 @@ options:
         O(nginx_pidfile), O(nginx_binary) for that instance.
     type: list
     elements: raw
-    required: true
-  pool:
-    description: The HAProxy backend or the nginx upstream name.
-    type: str
     required: true
   member:
     description:
@@ -157,21 +150,6 @@ options:
       - nginx, seconds to wait for new workers after a reload.
     type: float
     default: 5
-  nginx_conf:
-    description: The nginx main configuration file (C(nginx -c)).
-    type: path
-    default: /etc/nginx/nginx.conf
-  nginx_prefix:
-    description: The nginx prefix path (C(nginx -p)), if nginx runs with one.
-    type: path
-  nginx_pidfile:
-    description: The nginx master's pidfile (its C(pid) directive); used to find the worker processes.
-    type: path
-    default: /run/nginx.pid
-  nginx_binary:
-    description: The nginx executable.
-    type: path
-    default: /usr/sbin/nginx
 notes:
   - HAProxy keeps runtime changes only until it restarts; keep them across reloads with
     C(server-state-file) and C(load-server-state-from-file).
@@ -318,12 +296,12 @@ ready_members:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.sre.rollout.plugins.module_utils._common import RolloutError
-from ansible_collections.sre.rollout.plugins.module_utils._lb import Operation, Options, make_drivers
+from ansible_collections.sre.rollout.plugins.module_utils._lb import (COMMON_ARGUMENT_SPEC, Operation, Options,
+                                                                     make_drivers)
 
 ARGUMENT_SPEC = dict(
-    backend=dict(type="str", choices=["haproxy", "nginx"], default="haproxy"),
+    **COMMON_ARGUMENT_SPEC,
     endpoints=dict(type="list", elements="raw", required=True),
-    pool=dict(type="str", required=True),
     member=dict(type="str", required=True),
     address=dict(type="str"),
     state=dict(type="str", choices=["drained", "disabled", "enabled"], required=True),
@@ -340,10 +318,6 @@ ARGUMENT_SPEC = dict(
     health_uri=dict(type="str"),
     poll_interval=dict(type="float", default=0.5),
     timeout=dict(type="float", default=5),
-    nginx_conf=dict(type="path", default="/etc/nginx/nginx.conf"),
-    nginx_prefix=dict(type="path"),
-    nginx_pidfile=dict(type="path", default="/run/nginx.pid"),
-    nginx_binary=dict(type="path", default="/usr/sbin/nginx"),
 )
 
 

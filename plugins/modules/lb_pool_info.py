@@ -27,12 +27,9 @@ attributes:
   idempotent:
     support: full
     description: Never changes anything.
+extends_documentation_fragment:
+  - sre.rollout.lb
 options:
-  backend:
-    description: Kind of load balancer behind every endpoint.
-    type: str
-    choices: [haproxy, nginx]
-    default: haproxy
   endpoints:
     description:
       - For HAProxy, the runtime API of each instance, a unix socket path or C(tcp://host:port)
@@ -41,10 +38,6 @@ options:
         C(conf), C(prefix), C(pidfile), C(binary).
     type: list
     elements: raw
-    required: true
-  pool:
-    description: The HAProxy backend or the nginx upstream name.
-    type: str
     required: true
   health_uri:
     description:
@@ -55,21 +48,6 @@ options:
     description: HAProxy, seconds to wait for the runtime API to answer one command.
     type: float
     default: 5
-  nginx_conf:
-    description: The nginx main configuration file (C(nginx -c)).
-    type: path
-    default: /etc/nginx/nginx.conf
-  nginx_prefix:
-    description: The nginx prefix path (C(nginx -p)), if nginx runs with one.
-    type: path
-  nginx_pidfile:
-    description: The nginx master's pidfile; used to find the workers and count their connections.
-    type: path
-    default: /run/nginx.pid
-  nginx_binary:
-    description: The nginx executable.
-    type: path
-    default: /usr/sbin/nginx
 seealso:
   - module: sre.rollout.lb_member
   - plugin: sre.rollout.lb_lost_members
@@ -175,18 +153,14 @@ ready_members:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.sre.rollout.plugins.module_utils._common import RolloutError
-from ansible_collections.sre.rollout.plugins.module_utils._lb import make_drivers, pool_snapshot
+from ansible_collections.sre.rollout.plugins.module_utils._lb import (COMMON_ARGUMENT_SPEC, make_drivers,
+                                                                     pool_snapshot)
 
 ARGUMENT_SPEC = dict(
-    backend=dict(type="str", choices=["haproxy", "nginx"], default="haproxy"),
+    **COMMON_ARGUMENT_SPEC,
     endpoints=dict(type="list", elements="raw", required=True),
-    pool=dict(type="str", required=True),
     health_uri=dict(type="str"),
     timeout=dict(type="float", default=5),
-    nginx_conf=dict(type="path", default="/etc/nginx/nginx.conf"),
-    nginx_prefix=dict(type="path"),
-    nginx_pidfile=dict(type="path", default="/run/nginx.pid"),
-    nginx_binary=dict(type="path", default="/usr/sbin/nginx"),
 )
 
 
