@@ -185,13 +185,22 @@ class Ansible:
         return out
 
 
-def ansible_playbook_cli(playbook: str, *args: str, envvars: dict | None = None,
-                         timeout: int = 1200) -> subprocess.CompletedProcess:
-    """Run the ansible-playbook command line, as a user would."""
+def ansible_playbook_cmd(playbook: str | Path, *args: str) -> list[str]:
+    """The ansible-playbook command line against this process's lab (whichever LAB_DIR).
+
+    The lab inventory finds the hosts of any LAB_DIR through the CMDB file; the lab's description
+    (ssh key, known_hosts, LB and Alertmanager addresses) comes with ``-e @$LAB_DIR/lab_vars.json``.
+    """
     cmd = [str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", str(REPO / "inventories" / "lab"),
            str(REPO / playbook), *args]
     lab_vars = lab_dir() / "lab_vars.json"
     if lab_vars.exists():
         cmd += ["-e", f"@{lab_vars}"]
-    return subprocess.run(cmd, cwd=REPO, env=ansible_env(envvars), capture_output=True, text=True,
-                          timeout=timeout)
+    return cmd
+
+
+def ansible_playbook_cli(playbook: str, *args: str, envvars: dict | None = None,
+                         timeout: int = 1200) -> subprocess.CompletedProcess:
+    """Run the ansible-playbook command line, as a user would."""
+    return subprocess.run(ansible_playbook_cmd(playbook, *args), cwd=REPO, env=ansible_env(envvars),
+                          capture_output=True, text=True, timeout=timeout)

@@ -430,10 +430,8 @@ def test_killed_download_leaves_nothing_activatable(lab, ansible, restored, tmp_
     with StallingArtifactServer(data) as server:
         playbook.write_text(yaml.safe_dump([{"hosts": "web02", "gather_facts": False, "tasks": [
             release("stage", state="staged", artifact="app-1.1.0", url=server.url, checksum=f"sha256:{sha}")]}]))
-        cli = subprocess.Popen([str(labkit.REPO / ".venv" / "bin" / "ansible-playbook"), "-i",
-                                str(labkit.REPO / "inventories" / "lab"), str(playbook)],
-                               cwd=labkit.REPO, env=labkit.ansible_env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        cli = subprocess.Popen(labkit.ansible_playbook_cmd(playbook), cwd=labkit.REPO, env=labkit.ansible_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
         try:
             assert server.sent_half.wait(60), "the module never started downloading"
             prefix = str(root / "releases" / ".tmp-app-1.1.0-")

@@ -135,10 +135,10 @@ def test_interrupted_release_resumes(fresh):
     """Kill ansible-playbook mid-batch, run again: the re-run finishes and leaves nothing behind."""
     lab = fresh
     env = labkit.ansible_env()
-    cmd = [str(labkit.REPO / ".venv" / "bin" / "ansible-playbook"), "-i", str(labkit.REPO / "inventories" / "lab"),
-           str(labkit.REPO / "playbooks" / "release.yml"), "-e", "rollout_version=1.1.0",
-           "-e", "rollout_approval=none", "-e", "rollout_canary_analysis=false", "-e", "rollout_canary_soak=2",
-           "-e", "rollout_quiet_period=3", "-e", '{"rollout_backup_paths": []}']
+    cmd = labkit.ansible_playbook_cmd(
+        "playbooks/release.yml", "-e", "rollout_version=1.1.0",
+        "-e", "rollout_approval=none", "-e", "rollout_canary_analysis=false", "-e", "rollout_canary_soak=2",
+        "-e", "rollout_quiet_period=3", "-e", '{"rollout_backup_paths": []}')
     with labkit.LoadRun(lab["haproxy"]["url"], rate=30) as load:
         proc = subprocess.Popen(cmd, cwd=labkit.REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
