@@ -355,6 +355,10 @@ MaxStartups 200:30:400
 MaxSessions 100
 LogLevel ERROR
 Subsystem sftp internal-sftp
+# Bash runs ~/.bashrc for a command sent over ssh unless SHLVL says it is nested. The lab's
+# hosts share the controller user's home, whose interactive set-up (pyenv init and the like)
+# would then run before every Ansible task; a server's command shell does not do that.
+SetEnv SHLVL=1
 """)
 
 
