@@ -216,6 +216,20 @@ def test_lab_up_from_nothing_and_down_leaves_nothing(tmp_path):
         again = subprocess.run([sys.executable, str(LAB_PY), "up"], env=env, capture_output=True, text=True,
                                timeout=180)
         assert again.returncode == 0 and "started" not in again.stdout  # idempotent
+
+        # the lab keeps its own shape: another LAB_NET for a running lab is refused ...
+        clash = subprocess.run([sys.executable, str(LAB_PY), "up"], env={**env, "LAB_NET": "18"},
+                               capture_output=True, text=True, timeout=60)
+        assert clash.returncode == 1 and "runs on 127.0.19.0/24" in clash.stderr and "LAB_NET=18" in clash.stderr
+        # ... and with LAB_DIR alone, reset acts on the lab's own addresses (no LAB_NET default of 10)
+        only_dir = {k: v for k, v in env.items() if k not in ("LAB_NET", "LAB_HOSTS")}
+        reset = subprocess.run([sys.executable, str(LAB_PY), "reset"], env=only_dir, capture_output=True,
+                               text=True, timeout=180)
+        assert reset.returncode == 0, reset.stderr + reset.stdout
+        upstream = (tmp_path / "lab" / "nginx" / "upstream_app.conf").read_text()
+        assert "127.0.19.1:8080" in upstream and "127.0.10." not in upstream
+        app_env = (tmp_path / "lab" / "hosts" / "web02" / "shared" / "app.env").read_text()
+        assert "APP_HOST=127.0.19.2" in app_env
     finally:
         down = subprocess.run([sys.executable, str(LAB_PY), "down"], env=env, capture_output=True, text=True,
                               timeout=120)
