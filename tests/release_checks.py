@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -17,6 +18,18 @@ import labkit
 def release_id(tag: str) -> str:
     """A release id unique to this test process (two workers may release at the same second)."""
     return f"t-{tag}-{time.strftime('%H%M%S')}-{os.getpid()}"
+
+
+def artifact_sha(lab: dict, artifact: str) -> str:
+    """The sha256 of an artifact the lab built (``app-1.1.0``), from its bytes."""
+    return hashlib.sha256((Path(lab["artifacts"]["dir"]) / f"{artifact}.tar.gz").read_bytes()).hexdigest()
+
+
+def planned(ansible, lab: dict) -> dict:
+    """The plan a release of the lab computes (same hosts, zones and order), to know who goes when."""
+    return ansible.module("release_plan", {"hosts": [h["name"] for h in lab["hosts"]],
+                                           "zones": {h["name"]: h["zone"] for h in lab["hosts"]},
+                                           "order": "sorted"})["localhost"]["plan"]
 
 
 def reset_lab() -> None:

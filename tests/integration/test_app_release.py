@@ -30,6 +30,7 @@ import pytest
 import yaml
 
 import labkit
+from release_checks import artifact_sha
 
 pytestmark = pytest.mark.lab
 
@@ -122,10 +123,6 @@ def tree(root: Path, skip: tuple[str, ...] = ("shared/logs", "shared/run")) -> d
 
 def state_file(h: dict) -> dict:
     return json.loads((Path(h["root"]) / ".rollout" / "state.json").read_text())
-
-
-def artifact_sha(lab: dict, artifact: str) -> str:
-    return hashlib.sha256((Path(lab["artifacts"]["dir"]) / f"{artifact}.tar.gz").read_bytes()).hexdigest()
 
 
 # --------------------------------------------------------------------------- putting a host back

@@ -17,7 +17,7 @@ import pytest
 
 import labkit
 from release_checks import (activations, active_silences, assert_all_serving, haproxy_states, ledger, locks,
-                             nginx_down_members, release_id, staged, state, versions)
+                             nginx_down_members, planned, release_id, staged, state, versions)
 
 HOOKS = Path(__file__).resolve().parent / "hooks"
 
@@ -96,12 +96,10 @@ def test_first_failed_host_halts_the_rollout(fresh, ansible, tmp_path):
     hook_log = tmp_path / "hooks.log"
     # plan first, to know which host sits in the first batch
     # the same plan the release computes (same hosts, zones and order)
-    plan = ansible.module("release_plan", {"hosts": [h["name"] for h in lab["hosts"]],
-                                           "zones": {h["name"]: h["zone"] for h in lab["hosts"]},
-                                           "order": "sorted"})["localhost"]
-    first_batch = plan["plan"]["batches"][0]
+    plan = planned(ansible, lab)
+    first_batch = plan["batches"][0]
     victim = first_batch[0]
-    later = [h for b in plan["plan"]["batches"][1:] for h in b]
+    later = [h for b in plan["batches"][1:] for h in b]
     with labkit.LoadRun(lab["haproxy"]["url"], rate=30) as load:
         run = ansible.playbook("playbooks/release.yml", extravars={
             "rollout_version": "1.1.0", "rollout_approval": "none", "rollout_release_id": rid,
@@ -125,7 +123,7 @@ def test_first_failed_host_halts_the_rollout(fresh, ansible, tmp_path):
     assert f"on_rollback {victim}" in ran
     assert not [line for line in ran if line.startswith("after_release")]  # a halted release did not finish
     entry = ledger(rid)
-    assert entry["plan"]["batches"] == plan["plan"]["batches"]
+    assert entry["plan"]["batches"] == plan["batches"]
     assert entry["result"] == "failed" and victim in entry["rolled_back"]
     assert victim in entry["halt_reason"]
     assert_all_serving(lab)

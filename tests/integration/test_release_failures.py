@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import pty
@@ -22,14 +21,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import labkit
-from release_checks import (activations, active_silences, assert_all_serving, haproxy_states, ledger, locks,
-                            nginx_down_members, release_id, state, versions)
+from release_checks import (activations, active_silences, artifact_sha, assert_all_serving, haproxy_states, ledger,
+                            locks, nginx_down_members, planned, release_id, state, versions)
 
 HOOKS = Path(__file__).resolve().parent / "hooks"
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_staging_failure_on_one_host_stops_before_any_swap(fresh, ansible):
@@ -39,7 +34,7 @@ def test_staging_failure_on_one_host_stops_before_any_swap(fresh, ansible):
     other_build = Path(lab["artifacts"]["dir"]) / "app-1.3.0-errors.tar.gz"
     staged_other = ansible.module("app_release", {
         "root": web04["root"], "state": "staged", "artifact": "app-1.1.0", "src": str(other_build),
-        "checksum": f"sha256:{sha256(other_build)}"}, hosts=web04["name"])
+        "checksum": f"sha256:{artifact_sha(lab, 'app-1.3.0-errors')}"}, hosts=web04["name"])
     assert staged_other[web04["name"]]["changed"] is True, staged_other
     rid = release_id("stagefail")
     with labkit.LoadRun(lab["haproxy"]["url"], rate=30) as load:
@@ -110,10 +105,7 @@ class Receiver:
 def test_failed_restore_leaves_the_host_out_of_traffic(fresh, ansible):
     """The canary fails, and so does going back (the host itself is broken): it stays drained, the release stops."""
     lab = fresh
-    plan = ansible.module("release_plan", {"hosts": [h["name"] for h in lab["hosts"]],
-                                           "zones": {h["name"]: h["zone"] for h in lab["hosts"]},
-                                           "order": "sorted"})["localhost"]
-    victim = plan["plan"]["canary"][0]
+    victim = planned(ansible, lab)["canary"][0]
     by_name = {h["name"]: h for h in lab["hosts"]}
     rid = release_id("norestore")
     with labkit.LoadRun(lab["haproxy"]["url"], rate=30) as load:

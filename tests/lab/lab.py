@@ -37,14 +37,32 @@ REPO = HERE.parent.parent
 LAB = Path(os.environ.get("LAB_DIR") or REPO / ".lab").resolve()
 
 
-def _any_pid_alive(pidfiles) -> bool:
-    for pidfile in pidfiles:
-        try:
-            os.kill(int(pidfile.read_text().split()[0]), 0)
-            return True
-        except (OSError, ValueError, IndexError):
-            continue
-    return False
+def read_pid(pidfile: Path) -> int | None:
+    try:
+        return int(pidfile.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie is not alive for our purposes
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except OSError:
+        return False
+
+
+def running(pidfile: Path) -> bool:
+    return alive(read_pid(pidfile))
 
 
 def _shape() -> tuple[int, int]:
@@ -63,7 +81,7 @@ def _shape() -> tuple[int, int]:
     command = sys.argv[1] if len(sys.argv) > 1 else "status"
     if command != "up":
         return recorded  # stop, reset, inspect the lab that is there
-    if _any_pid_alive([*LAB.glob("run/*.pid"), *LAB.glob("hosts/*/shared/run/*.pid")]):
+    if any(running(p) for p in [*LAB.glob("run/*.pid"), *LAB.glob("hosts/*/shared/run/*.pid")]):
         print(f"lab: ERROR: the lab in {LAB} runs on 127.0.{recorded[0]}.0/24 with {recorded[1]} hosts; "
               f"{', '.join(clash)} needs `make lab-down` first, or another LAB_DIR", file=sys.stderr)
         sys.exit(1)
@@ -101,34 +119,6 @@ def die(msg: str) -> None:
 
 
 # --------------------------------------------------------------------------- processes
-
-def read_pid(pidfile: Path) -> int | None:
-    try:
-        return int(pidfile.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie is not alive for our purposes
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return state != "Z"
-    except OSError:
-        return False
-
-
-def running(pidfile: Path) -> bool:
-    return alive(read_pid(pidfile))
-
 
 def descendants(pid: int) -> list[int]:
     """Children of pid, recursively, found through /proc (by parent pid, never by name)."""
