@@ -315,6 +315,40 @@ def artifact_sha(name: str) -> str:
     return ""
 
 
+FAULTS = LAB / "faults"
+
+
+def write_fault_gate(d: Path) -> Path:
+    """The lab's sshd runs every session through this gate, so tests can make a host vanish or hang.
+
+    ``$LAB_DIR/faults/<host address>`` holding ``unreachable`` makes every new ssh session to that
+    address end with exit code 255, which Ansible reports as UNREACHABLE (as for a host whose network
+    went away); holding ``hang``, sessions block while the file exists (a host that accepts the
+    connection and never answers). No file: the command runs as sshd would run it. A persistent
+    control connection does not bypass it: every Ansible task is a new session.
+    """
+    FAULTS.mkdir(parents=True, exist_ok=True)
+    gate = d / "fault-gate"
+    gate.write_text(f"""#!/bin/sh
+# ForceCommand of the lab sshd (tests/lab/lab.py write_fault_gate).
+set -- $SSH_CONNECTION
+flag="{FAULTS}/$3"
+if [ -e "$flag" ]; then
+  case "$(cat "$flag" 2>/dev/null)" in
+    hang) while [ -e "$flag" ]; do sleep 0.5; done; exit 255 ;;
+    *) echo "lab fault: $3 is cut off" >&2; exit 255 ;;
+  esac
+fi
+case "$SSH_ORIGINAL_COMMAND" in
+  "") exec "${{SHELL:-/bin/sh}}" -l ;;
+  internal-sftp) exec /usr/lib/openssh/sftp-server ;;
+esac
+exec "${{SHELL:-/bin/sh}}" -c "$SSH_ORIGINAL_COMMAND"
+""")
+    os.chmod(gate, 0o755)
+    return gate
+
+
 def setup_ssh() -> None:
     d = LAB / "ssh"
     d.mkdir(parents=True, exist_ok=True)
@@ -330,8 +364,11 @@ def setup_ssh() -> None:
     hostkey = (d / "ssh_host_ed25519_key.pub").read_text().split()[:2]
     (d / "known_hosts").write_text("".join(f"[{h['address']}]:{SSH_PORT} {' '.join(hostkey)}\n" for h in hosts()))
     listen = "".join(f"ListenAddress {h['address']}:{SSH_PORT}\n" for h in hosts())
+    gate = write_fault_gate(d)
     (d / "sshd_config").write_text(f"""# lab sshd: loopback host addresses only, own keys, own authorized_keys
 {listen}HostKey {d / 'ssh_host_ed25519_key'}
+# Every session passes the lab's fault gate (see write_fault_gate): cut or hung on request.
+ForceCommand {gate}
 PidFile {RUN / 'sshd.pid'}
 AuthorizedKeysFile {d / 'authorized_keys'}
 PubkeyAuthentication yes
@@ -711,8 +748,11 @@ def status() -> int:
 def reset() -> None:
     """Put the lab back to its initial state: every host on app-1.0.0, all enabled, no silences."""
     L = lab_json()
+    for flag in FAULTS.glob("*") if FAULTS.is_dir() else []:  # no host is cut off or hung any more
+        flag.unlink(missing_ok=True)
     for h in hosts():
         root = Path(h["root"])
+        (root / "shared" / "fault-stop-hangs").unlink(missing_ok=True)
         cur = os.readlink(root / "current") if (root / "current").is_symlink() else ""
         env_file = root / "shared" / "app.env"
         env_changed = not env_file.exists() or env_file.read_text() != app_env(h)
