@@ -34,7 +34,7 @@ def fault_env(lab: dict, name: str, step: str, kind: str, once: Path) -> dict:
         "ANSIBLE_CALLBACK_PLUGINS": str(CALLBACKS),
         "ANSIBLE_CALLBACKS_ENABLED": "sre.rollout.release_report,lab_faults",
         "LAB_FAULT": f"{name}:{step}:{kind}",
-        "LAB_FAULT_FLAG": str(flag_file(lab, name)),
+        "LAB_FAULT_FLAG": str(flag_file(lab, name)) if kind in ("unreachable", "hang") else "",
         "LAB_FAULT_ONCE": str(once),
     }
 

@@ -417,6 +417,14 @@ def write_state(root: Path, artifact: str, sha: str) -> None:
     os.replace(tmp, root / ".rollout" / "state.json")
 
 
+def installed_sha(h: dict) -> str:
+    marker = Path(h["root"]) / "releases" / INITIAL / ".rollout-complete"
+    try:
+        return json.loads(marker.read_text()).get("sha256", "")
+    except (OSError, ValueError):
+        return ""
+
+
 def install_initial(h: dict) -> None:
     """Lay out a host's root on app-1.0.0 (what a first deploy would leave)."""
     root = Path(h["root"])
@@ -424,7 +432,7 @@ def install_initial(h: dict) -> None:
     for sub in ("releases", "shared/run", "shared/logs", "backups"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     sha = artifact_sha(INITIAL)
-    if not (rel / ".rollout-complete").exists():
+    if installed_sha(h) != sha:  # missing, or built from an older tests/lab/app
         shutil.rmtree(rel, ignore_errors=True)
         rel.mkdir(parents=True)
         with tarfile.open(LAB / "artifacts" / f"{INITIAL}.tar.gz") as tar:
@@ -757,6 +765,7 @@ def reset() -> None:
         env_file = root / "shared" / "app.env"
         env_changed = not env_file.exists() or env_file.read_text() != app_env(h)
         if (cur != f"releases/{INITIAL}" or not running(app_pidfile(h)) or env_changed
+                or installed_sha(h) != artifact_sha(INITIAL)
                 or http_get(f"{h['url']}/health")[0] != 200):
             subprocess.run([str(root / "current" / "bin" / "stop"), "10"], capture_output=True)
             install_initial(h)
