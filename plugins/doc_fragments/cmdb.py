@@ -129,7 +129,8 @@ options:
       - V(rename) turns each run of those characters into one C(_) (C(Zürich db 2) → C(Zürich_db_2),
         C(PP:MDF) → C(PP_MDF)) and keeps the CMDB name in the host variable C(cmdb_name). Dots, hyphens and
         non-ASCII letters are kept, so C(db1.zürich.example) stays as it is.
-      - V(unusable) hands such records to O(on_unusable).
+      - V(unusable) hands such records to O(on_unusable); listed in C(cmdb_unusable) they get the safe name
+        too, so that every inventory host name is one a pattern can select.
     type: str
     choices: [rename, unusable]
     default: rename

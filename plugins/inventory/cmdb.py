@@ -157,8 +157,6 @@ retries: 1
 page_size: 1000
 kinds: [virtual_machines, devices]
 tags: [demo]
-custom_fields:
-  env: [demo, staging]
 app_from: [custom_fields.app, "tag:app-"]
 env_from: [custom_fields.env]
 zone_from: [cluster, site]
@@ -172,6 +170,8 @@ plugin: sre.rollout.cmdb
 backend: netbox
 url: https://netbox.example.com
 tags: [demo]
+custom_fields:
+  env: [demo, staging]
 status: [active, staged]
 inactive: group
 on_unusable: group

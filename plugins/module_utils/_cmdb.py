@@ -941,9 +941,8 @@ class CmdbClient:
                 host.unusable.append("no_name")
                 host.name = f"unnamed-{host.kind[:-1].replace('_', '-')}-{host.id or f'record{host.position}'}"
             elif not is_targetable(host.cmdb_name):
-                if query.untargetable_names == "rename":
-                    host.name = safe_host_name(host.cmdb_name)
-                else:
+                host.name = safe_host_name(host.cmdb_name)  # also in cmdb_unusable: every host name is targetable
+                if query.untargetable_names == "unusable":
                     host.unusable.append("untargetable")
         by_name: dict[str, list[CmdbHost]] = {}
         for host in selected:
