@@ -74,7 +74,7 @@ def real_world_records() -> dict[str, list[dict]]:
                   cluster="zrh-1"),
         netbox_vm(305, "orphan-vm", tags=demo, app="demo", env="demo", site=None, cluster=None),
         netbox_vm(306, "dup-vm", tags=demo, app="demo", env="demo"),
-        netbox_vm(307, "dup-vm", tags=demo, app="demo", env="demo", status="planned", site="dc2"),
+        netbox_vm(307, "dup-vm", tags=demo, app="demo", env="demo", status="planned", site="dc2", cluster=None),
     ]
     devices = [
         netbox_device(401, "tor1.dc1"),
@@ -113,6 +113,11 @@ def _bare(value: Any) -> Any:
     return value
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up early (a plain-HTTP probe, a refused TLS handshake) is not an error here."""
+
+
 class FakeCmdb:
     """Start with ``with FakeCmdb(records) as fake: fake.url``."""
 
@@ -147,7 +152,7 @@ class FakeCmdb:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
