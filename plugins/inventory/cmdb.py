@@ -193,6 +193,7 @@ import json
 import os
 from typing import Any
 
+from ansible import constants as C
 from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 from ansible.utils.display import Display
@@ -214,7 +215,8 @@ _CLIENT_OPTIONS = (
     "kinds", "app", "env", "roles", "tags", "status", "sites", "locations", "tenants", "custom_fields",
     "app_from", "env_from", "zone_from", "inactive", "allow_empty", "on_unusable", "untargetable_names",
 )
-# What ansible-core's Constructable reads from a keyed_groups entry; anything else would be ignored silently.
+# What ansible-core's Constructable reads from a keyed_groups entry (its documented suboptions, when this
+# ansible-core documents them); anything else would be ignored silently.
 _KEYED_GROUP_KEYS = ("key", "prefix", "separator", "parent_group", "default_value", "trailing_separator")
 
 
@@ -245,9 +247,11 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         if message:
             raise CmdbError(f"{message}; nothing was asked of the CMDB (the options are documented in "
                             "ansible-doc -t inventory sre.rollout.cmdb)", option=message)
+        definitions = C.config.get_configuration_definitions("inventory", self._load_name) or {}
+        keyed_keys = (definitions.get("keyed_groups") or {}).get("suboptions") or _KEYED_GROUP_KEYS
         for n, entry in enumerate(config.get("keyed_groups") or [], start=1):
             if isinstance(entry, dict):
-                message = unknown_options(entry, _KEYED_GROUP_KEYS)
+                message = unknown_options(entry, keyed_keys)
                 if message:
                     raise CmdbError(f"keyed_groups entry #{n}: {message}", option="keyed_groups")
 

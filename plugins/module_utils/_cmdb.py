@@ -16,7 +16,10 @@ and the ``sre.rollout.cmdb_hosts`` module:
 
 A REST server silently ignores filter parameters it does not know, so every
 record it returns is checked against every filter sent; a record that does not
-match fails the query instead of being released onto.
+match fails the query instead of being released onto. Of the records the filters
+select, those the release cannot use (no primary IP, no name, a duplicate or an
+untargetable name) fail the query together, or are left out or grouped
+(``on_unusable``).
 """
 
 from __future__ import annotations
@@ -674,8 +677,10 @@ class RestBackend:
         if exc.code == 404:
             return CmdbError(f"{self.name} has no {url} (HTTP 404): {body}; check url and backend "
                              f"({self.flavor}) match the server", **details)
+        spelling = (" (NetBox filters take slugs, e.g. roles: [database-server], and lowercase status values, "
+                    "e.g. status: [active])" if self.flavor == "netbox" else "")
         return CmdbError(f"{self.name} refused the query (HTTP {exc.code}) for {url}: {body}; "
-                         "check the filter values exist in the CMDB", **details)
+                         f"check the filter values exist in the CMDB{spelling}", **details)
 
     def _timeout_error(self, url: str) -> CmdbError:
         return CmdbError(f"{self.name} did not answer {url} within {self.timeout}s (tried "
@@ -867,7 +872,7 @@ class CmdbClient:
                     continue
                 host.active = host.status in query.active_statuses
                 selected.append(host)
-        self._check_custom_fields_exist(query, cf_seen, bool(selected) or bool(cf_seen))
+        self._check_custom_fields_exist(query, cf_seen)
         unusable = self._name_and_check(selected, query)
         usable = [h for h in selected if not h.unusable]
         active = sorted((h for h in usable if h.active), key=lambda h: h.name)
@@ -917,9 +922,9 @@ class CmdbClient:
         return (f"; {host.label} has no custom field {key!r} (its custom fields: "
                 f"{', '.join(sorted(host.custom_fields))}){hint}")
 
-    def _check_custom_fields_exist(self, query: CmdbQuery, seen: set[str], answered: bool) -> None:
-        """A custom_fields filter on a field no record has is a typo, not an empty answer."""
-        if not answered or not seen:
+    def _check_custom_fields_exist(self, query: CmdbQuery, seen: set[str]) -> None:
+        """A custom_fields filter on a field no returned record has is a typo, not an empty answer."""
+        if not seen:
             return
         message = unknown_options(set(query.custom_fields) - seen, seen, "custom field")
         if message:

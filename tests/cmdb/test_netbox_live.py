@@ -495,3 +495,10 @@ def test_the_documented_netbox_examples_run(netbox, tmp_path, number):
         groups = groups_of(inv)
         assert len(groups["cmdb_unusable"]) == 185  # 180 without IP, both dup-vm, 3 untargetable names
         assert groups["app_demo"] == ["db1.zürich.example"]
+
+
+@pytest.mark.parametrize("options", [{"status": ["Active"]}, {"roles": ["Web"]}])
+def test_names_instead_of_slugs_or_lowercase_status_are_a_clear_400(netbox, tmp_path, options):
+    msg = errors(inventory(tmp_path, netbox, **options))
+    assert squash("refused the query (HTTP 400)") in msg
+    assert squash("NetBox filters take slugs, e.g. roles: [database-server], and lowercase status values") in msg

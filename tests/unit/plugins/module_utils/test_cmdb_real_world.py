@@ -334,3 +334,13 @@ def test_an_unknown_certificate_asks_for_ca_path(tmp_path):
         trusted = CmdbClient(RestBackend(url, retries=0, timeout=5, ca_path=str(cert))).hosts(CmdbQuery())
     assert f"TLS verification of NetBox {url} failed" in err.value.msg and "give ca_path" in err.value.msg
     assert names(trusted.hosts) == ["tls01"]
+
+
+def test_a_400_from_netbox_recalls_slugs_and_lowercase_status():
+    with FakeCmdb([netbox_vm(1)]) as fake:
+        fake.fail_status, fake.fail_times = 400, 1
+        fake.fail_body = '{"status": ["Select a valid choice. Active is not one of the available choices."]}'
+        with pytest.raises(CmdbError) as err:
+            rest(fake).hosts(CmdbQuery(status=["Active"]))
+    assert "refused the query (HTTP 400)" in err.value.msg and "Active is not one of" in err.value.msg
+    assert "NetBox filters take slugs, e.g. roles: [database-server], and lowercase status values" in err.value.msg
