@@ -191,6 +191,8 @@ from ansible.module_utils.basic import AnsibleModule, env_fallback
 
 from ansible_collections.sre.rollout.plugins.module_utils._cmdb import (
     ENV_TOKEN,
+    ON_UNUSABLE,
+    UNTARGETABLE_NAMES,
     CmdbClient,
     CmdbHost,
     CmdbResult,
@@ -229,8 +231,8 @@ ARGUMENT_SPEC: dict[str, Any] = {
                  "default": ["app", "env", "zone", "role"]},
     "inactive": {"type": "str", "choices": ["exclude", "group"], "default": "exclude"},
     "allow_empty": {"type": "bool", "default": False},
-    "on_unusable": {"type": "str", "choices": ["fail", "exclude", "group"], "default": "fail"},
-    "untargetable_names": {"type": "str", "choices": ["rename", "unusable"], "default": "rename"},
+    "on_unusable": {"type": "str", "choices": list(ON_UNUSABLE), "default": "fail"},
+    "untargetable_names": {"type": "str", "choices": list(UNTARGETABLE_NAMES), "default": "rename"},
 }
 
 
