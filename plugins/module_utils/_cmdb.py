@@ -16,11 +16,15 @@ and the ``sre.rollout.cmdb_hosts`` module:
 
 A REST server silently ignores filter parameters it does not know, so every
 record it returns is checked against every filter sent; a record that does not
-match fails the query instead of being released onto.
+match fails the query instead of being released onto. Of the records the filters
+select, those the release cannot use (no primary IP, no name, a duplicate or an
+untargetable name) fail the query together, or are left out or grouped
+(``on_unusable``).
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -47,6 +51,17 @@ BACKENDS = ("file", "netbox", "nautobot")
 KINDS = ("virtual_machines", "devices")
 GROUP_BY = ("app", "env", "zone", "role")
 INACTIVE_GROUP = "cmdb_inactive"
+UNUSABLE_GROUP = "cmdb_unusable"
+ON_UNUSABLE = ("fail", "exclude", "group")
+UNTARGETABLE_NAMES = ("rename", "unusable")
+# Why a selected record cannot be released onto, in the order the error lists them.
+REASONS = {
+    "no_name": ("has no name", "have no name"),
+    "duplicate": ("has the same name as another record", "share a name with another record"),
+    "untargetable": ("has a name no host pattern can target", "have names no host pattern can target"),
+    "no_ip": ("has no primary IP address", "have no primary IP address"),
+}
+FIRST_SHOWN = 5
 DEFAULT_APP_FROM = ["custom_fields.app"]
 DEFAULT_ENV_FROM = ["custom_fields.env"]
 DEFAULT_ZONE_FROM = ["custom_fields.zone", "location", "site"]
@@ -57,6 +72,10 @@ _ENDPOINTS = {"virtual_machines": "/api/virtualization/virtual-machines/", "devi
 _REF_FIELDS = ("role", "site", "location", "tenant", "cluster")
 _SOURCE_HELP = "role, site, location, tenant, cluster, status, custom_fields.<name> or tag:<prefix>"
 _UNSAFE_GROUP_CHARS = re.compile(r"[^A-Za-z0-9_]")
+# What ansible-core's split_host_pattern splits a pattern on (",", ":", whitespace) and its [x:y] subscripts;
+# a leading !, & or ~ is an operator (exclude, intersect, regex) and a leading @ reads --limit from a file.
+_PATTERN_SPLIT_CHARS = frozenset(",:[]")
+_PATTERN_OPERATORS = frozenset("!&~@")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
@@ -112,6 +131,46 @@ def safe_group_name(name: str) -> str:
     return _UNSAFE_GROUP_CHARS.sub("_", name)
 
 
+def _unsafe_in_pattern(char: str) -> bool:
+    return char in _PATTERN_SPLIT_CHARS or char.isspace() or not char.isprintable()
+
+
+def is_targetable(name: str) -> bool:
+    """Whether a host pattern can select ``name`` alone (``ansible 'Zürich db 2'`` matches Zürich, db and 2)."""
+    return bool(name) and name[0] not in _PATTERN_OPERATORS and not any(_unsafe_in_pattern(c) for c in name)
+
+
+def safe_host_name(name: str) -> str:
+    """The inventory name for a CMDB name: each run of characters host patterns split on (whitespace,
+    ``,``, ``:``, ``[``, ``]``, control characters) becomes one ``_``, as does a leading ``!``, ``&``,
+    ``~`` or ``@``; dots, hyphens and non-ASCII letters stay (``Zürich db 2`` → ``Zürich_db_2``)."""
+    out: list[str] = []
+    for char in name:
+        unsafe = _unsafe_in_pattern(char) or (not out and char in _PATTERN_OPERATORS)
+        if unsafe:
+            if not out or out[-1] != "_":
+                out.append("_")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def closest(name: str, valid: Iterable[str]) -> str | None:
+    found = difflib.get_close_matches(name, sorted(valid), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def unknown_options(given: Iterable[str], valid: Iterable[str], what: str = "option") -> str | None:
+    """``unknown option 'role' — did you mean 'roles'?`` for every name not in ``valid`` (None if all known)."""
+    valid = set(valid)
+    parts = []
+    for name in sorted({str(n) for n in given} - valid):
+        near = closest(name, valid)
+        hint = f" — did you mean {near!r}?" if near else f" (valid: {', '.join(sorted(valid))})"
+        parts.append(f"unknown {what} {name!r}{hint}")
+    return "; ".join(parts) or None
+
+
 def expand_env(text: str, environ: dict | None = None) -> str:
     """Expand ``$VAR``, ``${VAR}`` and ``${VAR:-default}`` (unset or empty → default)."""
     env = os.environ if environ is None else environ
@@ -158,7 +217,14 @@ class CmdbHost:
     env: str | None = None
     zone: str | None = None
     active: bool = True
+    cmdb_name: str | None = None  # the CMDB's name: None if the record has none; differs from name if renamed
+    unusable: list[str] = field(default_factory=list)  # keys of REASONS
+    position: int = 0
     refs: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.cmdb_name is None and self.name and "no_name" not in self.unusable:
+            self.cmdb_name = self.name
 
     def aliases(self, name: str) -> set[str]:
         """Every name of a reference (role, site, tags...) a filter may use, lowercase; computed on demand."""
@@ -172,8 +238,11 @@ class CmdbHost:
 
     @property
     def label(self) -> str:
+        kind = _KIND_LABEL.get(self.kind, self.kind)
+        if self.cmdb_name is None:
+            return f"{kind} record #{self.position} (id {self.id})"
         ident = f" (id {self.id})" if self.id is not None else ""
-        return f"{_KIND_LABEL.get(self.kind, self.kind)} {self.name}{ident}"
+        return f"{kind} {self.cmdb_name}{ident}"
 
     def hostvars(self) -> dict[str, Any]:
         """The host variables the inventory plugin and cmdb_hosts both publish."""
@@ -184,12 +253,19 @@ class CmdbHost:
             "cmdb_tags": list(self.tags), "cmdb_custom_fields": dict(self.custom_fields),
             "cmdb_id": self.id, "cmdb_kind": self.kind,
         }
-        if self.address:
+        if self.cmdb_name != self.name:
+            hv["cmdb_name"] = self.cmdb_name
+        if self.unusable:
+            hv["cmdb_unusable"] = [REASONS[r][0] for r in self.unusable]
+        elif self.address:
             hv["ansible_host"] = self.address
         return hv
 
     def groups(self, group_by: Iterable[str] = GROUP_BY) -> list[str]:
-        """``app_<app>``, ``env_<env>``, ``zone_<zone>``, ``role_<role>``; inactive → ``cmdb_inactive``."""
+        """``app_<app>``, ``env_<env>``, ``zone_<zone>``, ``role_<role>``; inactive → ``cmdb_inactive``;
+        unusable → ``cmdb_unusable``."""
+        if self.unusable:
+            return [UNUSABLE_GROUP]
         if not self.active:
             return [INACTIVE_GROUP]
         out = []
@@ -206,15 +282,17 @@ class CmdbHost:
             "address": self.address, "role": self.role, "site": self.site, "location": self.location,
             "tenant": self.tenant, "cluster": self.cluster, "tags": list(self.tags),
             "custom_fields": dict(self.custom_fields), "app": self.app, "env": self.env,
-            "zone": self.zone, "active": self.active,
+            "zone": self.zone, "active": self.active, "cmdb_name": self.cmdb_name,
+            "unusable": list(self.unusable), "position": self.position,
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> "CmdbHost":
         return cls(**{k: data.get(k) for k in (
             "name", "kind", "id", "status", "address", "role", "site", "location", "tenant", "cluster",
-            "app", "env", "zone")}, tags=list(data.get("tags") or []),
-            custom_fields=dict(data.get("custom_fields") or {}), active=bool(data.get("active", True)))
+            "app", "env", "zone", "cmdb_name")}, tags=list(data.get("tags") or []),
+            custom_fields=dict(data.get("custom_fields") or {}), active=bool(data.get("active", True)),
+            unusable=list(data.get("unusable") or []), position=int(data.get("position") or 0))
 
 
 def normalize(record: Any, kind: str, source: str, position: int) -> CmdbHost:
@@ -225,16 +303,17 @@ def normalize(record: Any, kind: str, source: str, position: int) -> CmdbHost:
                         cmdb=source, record=record)
     name = record.get("name")
     rid = None if record.get("id") is None else str(record["id"])
-    if not isinstance(name, str) or not name.strip():
-        raise CmdbError(f"{source}: {_KIND_LABEL[kind]} record #{position} (id {rid}) has no name; "
-                        "give it a name in the CMDB or filter it out", cmdb=source, record_id=rid)
+    named = isinstance(name, str) and bool(name.strip())
+    # An unnamed record is not refused here: the filters may leave it out; if they select it, the
+    # on_unusable policy decides (see CmdbClient.hosts).
+    shown = name.strip() if named else f"record #{position}"
     status_raw = record.get("status")
     if _ident(status_raw) is None:
-        raise CmdbError(f"{source}: {_KIND_LABEL[kind]} {name} (id {rid}) has no status "
+        raise CmdbError(f"{source}: {_KIND_LABEL[kind]} {shown} (id {rid}) has no status "
                         f"(got {status_raw!r}); for Nautobot use backend: nautobot, which asks for depth=1",
-                        cmdb=source, record=name)
-    host = CmdbHost(name=name.strip(), kind=kind, id=rid, status=_ident(status_raw).lower(),
-                    address=_address(record))
+                        cmdb=source, record=shown)
+    host = CmdbHost(name=name.strip() if named else "", kind=kind, id=rid, status=_ident(status_raw).lower(),
+                    address=_address(record), position=position)
     _fill_references(host, record, source)
     host.tags = _tag_names(record.get("tags"), host, source)
     cfs = record.get("custom_fields") or {}
@@ -353,6 +432,8 @@ class CmdbQuery:
     zone_from: list[str] = field(default_factory=lambda: list(DEFAULT_ZONE_FROM))
     inactive: str = "exclude"
     allow_empty: bool = False
+    on_unusable: str = "fail"
+    untargetable_names: str = "rename"
 
     def validate(self) -> None:
         for kind in self.kinds:
@@ -362,6 +443,15 @@ class CmdbQuery:
             raise CmdbError("kinds: empty; use virtual_machines and/or devices", option="kinds")
         if self.inactive not in ("exclude", "group"):
             raise CmdbError(f"inactive: {self.inactive!r} is not exclude or group", option="inactive")
+        if self.on_unusable not in ON_UNUSABLE:
+            raise CmdbError(f"on_unusable: {self.on_unusable!r} is not fail, exclude or group", option="on_unusable")
+        if self.untargetable_names not in UNTARGETABLE_NAMES:
+            raise CmdbError(f"untargetable_names: {self.untargetable_names!r} is not rename or unusable",
+                            option="untargetable_names")
+        for key, value in self.custom_fields.items():
+            if not all(isinstance(v, (str, int, float, bool)) for v in as_list(value)) or not as_list(value):
+                raise CmdbError(f"custom_fields.{key}: {value!r} is not a value or a list of values "
+                                f"(e.g. custom_fields: {{{key}: prod}})", option="custom_fields")
         if not self.status:
             raise CmdbError("status: empty; list the statuses that count as active (e.g. [active])",
                             option="status")
@@ -587,8 +677,10 @@ class RestBackend:
         if exc.code == 404:
             return CmdbError(f"{self.name} has no {url} (HTTP 404): {body}; check url and backend "
                              f"({self.flavor}) match the server", **details)
+        spelling = (" (NetBox filters take slugs, e.g. roles: [database-server], and lowercase status values, "
+                    "e.g. status: [active])" if self.flavor == "netbox" else "")
         return CmdbError(f"{self.name} refused the query (HTTP {exc.code}) for {url}: {body}; "
-                         "check the filter values exist in the CMDB", **details)
+                         f"check the filter values exist in the CMDB{spelling}", **details)
 
     def _timeout_error(self, url: str) -> CmdbError:
         return CmdbError(f"{self.name} did not answer {url} within {self.timeout}s (tried "
@@ -605,9 +697,27 @@ class RestBackend:
                                     f"CMDB is up (tried {self.retries + 1} times)", cmdb=self.name, url=url))
 
     def _tls_error(self, url: str, exc: Exception) -> CmdbError:
+        if not isinstance(exc, ssl.SSLCertVerificationError) and self._speaks_plain_http():
+            plain = urlunsplit(("http",) + tuple(urlsplit(self.base))[1:])
+            return CmdbError(f"{self.name}: {urlsplit(self.base).netloc} does not speak TLS (it answers plain "
+                             f"HTTP; the TLS handshake failed with: {exc}); use the server's https port, or "
+                             f"url: {plain} if plain HTTP is really meant", cmdb=self.name, url=url)
+        if not isinstance(exc, ssl.SSLCertVerificationError):
+            return CmdbError(f"TLS handshake with {self.name} failed for {url}: {exc}; check that url names "
+                             "the server's https port", cmdb=self.name, url=url)
         return CmdbError(f"TLS verification of {self.name} failed for {url}: {exc}; give ca_path with the "
                          "CA that signed its certificate (validate_certs: false only for a lab)",
                          cmdb=self.name, url=url)
+
+    def _speaks_plain_http(self) -> bool:
+        """Whether the https URL's port answers a plain HTTP request (a port that does not speak TLS)."""
+        parts = urlsplit(self.base)
+        try:
+            with socket.create_connection((parts.hostname, parts.port or 443), timeout=min(self.timeout, 5)) as sock:
+                sock.sendall(b"HEAD / HTTP/1.0\r\nHost: " + (parts.hostname or "").encode("idna") + b"\r\n\r\n")
+                return sock.recv(5) == b"HTTP/"
+        except (OSError, UnicodeError):
+            return False
 
     # -- queries
 
@@ -668,15 +778,73 @@ class _Retryable(Exception):
 
 @dataclass
 class CmdbResult:
-    """Active hosts (sorted by name) and, with ``inactive: group``, the others."""
+    """Active hosts (sorted by name), with ``inactive: group`` the others, and the selected records the
+    release cannot use (``on_unusable: exclude`` or ``group``)."""
 
     source: str
     hosts: list[CmdbHost]
     inactive: list[CmdbHost]
     filters: list[str]
+    unusable: list[CmdbHost] = field(default_factory=list)
+    on_unusable: str = "fail"
 
     def all_hosts(self) -> list[CmdbHost]:
-        return self.hosts + self.inactive
+        """Every host of the inventory: with ``on_unusable: group`` the unusable ones too."""
+        return self.hosts + self.inactive + (self.unusable if self.on_unusable == "group" else [])
+
+    def warning(self) -> str | None:
+        """The one warning for records left out (exclude) or listed without an address (group)."""
+        if not self.unusable:
+            return None
+        done = ("left out" if self.on_unusable == "exclude"
+                else f"put in group {UNUSABLE_GROUP} without ansible_host")
+        return (f"{self.source}: {len(self.unusable)} selected record(s) cannot be released onto and were "
+                f"{done} (on_unusable: {self.on_unusable}): {describe_unusable(self.unusable)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "filters": list(self.filters), "on_unusable": self.on_unusable,
+                "hosts": [h.to_dict() for h in self.hosts], "inactive": [h.to_dict() for h in self.inactive],
+                "unusable": [h.to_dict() for h in self.unusable]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CmdbResult":
+        return cls(source=data["source"], filters=list(data["filters"]), on_unusable=data["on_unusable"],
+                   hosts=[CmdbHost.from_dict(h) for h in data["hosts"]],
+                   inactive=[CmdbHost.from_dict(h) for h in data["inactive"]],
+                   unusable=[CmdbHost.from_dict(h) for h in data["unusable"]])
+
+
+def describe_unusable(hosts: list[CmdbHost], first: int = FIRST_SHOWN) -> str:
+    """Count per reason and the first records: ``180 records have no primary IP address: virtual machine
+    vm1 (id 361), ... and 175 more``; a single record reads as before (``... (status active) has no ...``)."""
+    parts = []
+    for reason, (one, many) in REASONS.items():
+        having = [h for h in hosts if reason in h.unusable]
+        if not having:
+            continue
+        labels = [_unusable_label(h, reason) for h in having]
+        if len(having) == 1:
+            parts.append(f"{labels[0]} {one}")
+            continue
+        more = f" and {len(labels) - first} more" if len(labels) > first else ""
+        parts.append(f"{len(having)} records {many}: {', '.join(labels[:first])}{more}")
+    return "; ".join(parts)
+
+
+def _unusable_label(host: CmdbHost, reason: str) -> str:
+    if reason == "no_ip":
+        return f"{host.label} (status {host.status})"
+    if reason == "untargetable":
+        return f"{host.label} (would be renamed {safe_host_name(host.cmdb_name or '')!r})"
+    return host.label
+
+
+_UNUSABLE_HELP = {
+    "no_name": "name it in the CMDB",
+    "duplicate": "rename one of each pair in the CMDB (an inventory host name must be unique)",
+    "untargetable": "rename it in the CMDB, or set untargetable_names: rename",
+    "no_ip": "set its primary IPv4 in the CMDB, or change its status so it is not released onto",
+}
 
 
 class CmdbClient:
@@ -692,21 +860,27 @@ class CmdbClient:
     def hosts(self, query: CmdbQuery) -> CmdbResult:
         query.validate()
         filters = query.filters(self.backend.flavor)
-        active, inactive, seen = [], [], {}
+        selected: list[CmdbHost] = []
+        cf_seen: set[str] = set()
         for kind in query.kinds:
             sent = self._server_side(filters)
             for pos, record in enumerate(self.backend.records(kind, filters), start=1):
                 host = normalize(record, kind, self.source, pos)
+                cf_seen |= set(host.custom_fields)
                 self._map(host, query)
                 if not self._keep(host, filters, sent):
                     continue
-                self._check_unique(host, seen)
                 host.active = host.status in query.active_statuses
-                self._check_address(host)
-                (active if host.active else inactive).append(host)
-        active.sort(key=lambda h: h.name)
-        inactive.sort(key=lambda h: h.name)
-        result = CmdbResult(self.source, active, inactive, [f.describe() for f in filters])
+                selected.append(host)
+        self._check_custom_fields_exist(query, cf_seen)
+        unusable = self._name_and_check(selected, query)
+        usable = [h for h in selected if not h.unusable]
+        active = sorted((h for h in usable if h.active), key=lambda h: h.name)
+        inactive = sorted((h for h in usable if not h.active), key=lambda h: h.name)
+        result = CmdbResult(self.source, active, inactive, [f.describe() for f in filters],
+                            sorted(unusable, key=lambda h: h.name), query.on_unusable)
+        if unusable and query.on_unusable == "fail":
+            raise self._unusable_error(result)
         self._check_not_empty(result, query)
         return result
 
@@ -730,10 +904,33 @@ class CmdbClient:
                     f"{flt.describe()} ({flt.name} is {self._shown(host, flt.name)!r}): the server ignored "
                     "the filter, so this answer cannot be trusted and nothing is released onto it. Check "
                     f"that this {self.backend.flavor} version supports the filter (backend: netbox or "
-                    "nautobot) and that the filter value is spelled as the CMDB spells it",
-                    cmdb=self.source, record=host.name, filter=flt.describe())
+                    "nautobot) and that the filter value is spelled as the CMDB spells it"
+                    f"{self._custom_field_hint(host, flt.name)}",
+                    cmdb=self.source, record=host.name or host.label, filter=flt.describe())
             return False
         return True
+
+    @staticmethod
+    def _custom_field_hint(host: CmdbHost, name: str) -> str:
+        if not name.startswith("custom_fields.") or not host.custom_fields:
+            return ""
+        key = name[len("custom_fields."):]
+        if key in host.custom_fields:
+            return ""
+        near = closest(key, host.custom_fields)
+        hint = f" — did you mean {near!r}?" if near else ""
+        return (f"; {host.label} has no custom field {key!r} (its custom fields: "
+                f"{', '.join(sorted(host.custom_fields))}){hint}")
+
+    def _check_custom_fields_exist(self, query: CmdbQuery, seen: set[str]) -> None:
+        """A custom_fields filter on a field no returned record has is a typo, not an empty answer."""
+        if not seen:
+            return
+        message = unknown_options(set(query.custom_fields) - seen, seen, "custom field")
+        if message:
+            raise CmdbError(f"{self.source}: custom_fields: {message} (no record returned has it; the "
+                            f"records' custom fields are {', '.join(sorted(seen))})", cmdb=self.source,
+                            option="custom_fields")
 
     @staticmethod
     def _shown(host: CmdbHost, name: str) -> Any:
@@ -741,27 +938,69 @@ class CmdbClient:
             return host.custom_fields.get(name[len("custom_fields."):])
         return getattr(host, name, None)
 
-    def _check_unique(self, host: CmdbHost, seen: dict[str, CmdbHost]) -> None:
-        other = seen.get(host.name)
-        if other is not None:
-            raise CmdbError(f"{self.source}: {host.label} and {other.label} have the same name; an inventory "
-                            "host name must be unique, rename one or narrow the filters",
-                            cmdb=self.source, record=host.name)
-        seen[host.name] = host
+    @staticmethod
+    def _name_and_check(selected: list[CmdbHost], query: CmdbQuery) -> list[CmdbHost]:
+        """Give every selected record its inventory name and mark the ones the release cannot use."""
+        for host in selected:
+            if host.cmdb_name is None:
+                host.unusable.append("no_name")
+                host.name = f"unnamed-{host.kind[:-1].replace('_', '-')}-{host.id or f'record{host.position}'}"
+            elif not is_targetable(host.cmdb_name):
+                host.name = safe_host_name(host.cmdb_name)  # also in cmdb_unusable: every host name is targetable
+                if query.untargetable_names == "unusable":
+                    host.unusable.append("untargetable")
+        by_name: dict[str, list[CmdbHost]] = {}
+        for host in selected:
+            if "no_name" not in host.unusable:
+                by_name.setdefault(host.name, []).append(host)
+        for name, same in by_name.items():
+            if len(same) > 1:
+                for host in same:
+                    host.unusable.append("duplicate")
+                    host.name = f"{name}-id{host.id or host.position}"
+        for host in selected:
+            if host.active and not host.address:
+                host.unusable.append("no_ip")
+        _make_unique([h for h in selected if h.unusable], {h.name for h in selected if not h.unusable})
+        return [h for h in selected if h.unusable]
 
-    def _check_address(self, host: CmdbHost) -> None:
-        if host.active and not host.address:
-            raise CmdbError(f"{self.source}: {host.label} (status {host.status}) has no primary IP address; "
-                            "set its primary IPv4 in the CMDB, or change its status so it is not released onto",
-                            cmdb=self.source, record=host.name)
+    def _unusable_error(self, result: CmdbResult) -> CmdbError:
+        hosts = result.unusable
+        reasons = [r for r in REASONS if any(r in h.unusable for h in hosts)]
+        if reasons == ["duplicate"] and len(hosts) == 2:
+            what = f"{hosts[0].label} and {hosts[1].label} have the same name"
+        else:
+            what = describe_unusable(hosts)
+        todo = "; ".join(_UNUSABLE_HELP[r] for r in reasons)
+        counts = {r: sum(r in h.unusable for h in hosts) for r in reasons}
+        return CmdbError(
+            f"{self.source}: {what}. {len(hosts)} selected record(s) cannot be released onto: {todo}; or "
+            "narrow the filters, or set on_unusable: exclude (leave them out, with a warning) or on_unusable: "
+            f"group (list them in group {UNUSABLE_GROUP}, without ansible_host)",
+            cmdb=self.source, record=hosts[0].cmdb_name or hosts[0].label, unusable=counts,
+            unusable_records=[h.label for h in hosts[:FIRST_SHOWN * 4]])
 
     def _check_not_empty(self, result: CmdbResult, query: CmdbQuery) -> None:
         if result.hosts or query.allow_empty:
             return
         asked = ", ".join(result.filters) or "no filters"
-        raise CmdbError(f"{self.source} returned no active hosts for {asked}; a release must never target "
+        left = ""
+        if result.unusable:
+            left = (f" ({len(result.unusable)} selected record(s) cannot be released onto: "
+                    f"{describe_unusable(result.unusable)})")
+        raise CmdbError(f"{self.source} returned no active hosts for {asked}{left}; a release must never target "
                         "nothing: check app/env and the filters, or set allow_empty if an empty answer is "
                         "expected", cmdb=self.source, filters=result.filters)
+
+
+def _make_unique(hosts: list[CmdbHost], taken: set[str]) -> None:
+    """Unusable records still need distinct inventory names (for on_unusable: group)."""
+    for host in hosts:
+        name, n = host.name, 2
+        while name in taken:
+            name, n = f"{host.name}-{n}", n + 1
+        host.name = name
+        taken.add(name)
 
 
 # --------------------------------------------------------------------------- construction
@@ -806,8 +1045,9 @@ def build_query(options: dict[str, Any]) -> CmdbQuery:
         if not isinstance(options["custom_fields"], dict):
             raise CmdbError("custom_fields must be a mapping of field name to value(s)", option="custom_fields")
         query.custom_fields = dict(options["custom_fields"])
-    if options.get("inactive"):
-        query.inactive = options["inactive"]
+    for name in ("inactive", "on_unusable", "untargetable_names"):
+        if options.get(name):
+            setattr(query, name, options[name])
     query.allow_empty = bool(options.get("allow_empty", False))
     query.validate()
     return query

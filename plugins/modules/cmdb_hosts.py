@@ -99,6 +99,16 @@ EXAMPLES = r"""
     that: groups['app_shop'] | sort == cmdb.groups['app_shop'] | sort
     fail_msg: "inventory and CMDB disagree: {{ groups['app_shop'] | symmetric_difference(cmdb.groups['app_shop']) }}"
 
+- name: Devices of a data set where some records lack a primary IP; leave those out, with a warning
+  sre.rollout.cmdb_hosts:
+    backend: netbox
+    url: https://netbox.example.com
+    kinds: [devices]
+    roles: [tor-switch]
+    on_unusable: exclude
+  delegate_to: localhost
+  run_once: true
+
 - name: The lab's CMDB export
   sre.rollout.cmdb_hosts:
     path: "${LAB_DIR}/cmdb.json"
@@ -130,7 +140,9 @@ hosts:
   elements: dict
   contains:
     name:
-      description: Inventory host name (the CMDB name).
+      description: >-
+        Inventory host name: the CMDB name, or its safe form (see O(untargetable_names)), in which case
+        C(vars.cmdb_name) holds the CMDB name.
       type: str
     groups:
       description: The groups the inventory plugin would put it in (C(app_<app>), C(env_<env>), C(zone_<zone>), C(role_<role>)).
@@ -140,7 +152,7 @@ hosts:
       description: >-
         C(ansible_host) (the primary IP) and C(cmdb_app), C(cmdb_env), C(cmdb_zone), C(cmdb_status), C(cmdb_role),
         C(cmdb_site), C(cmdb_location), C(cmdb_tenant), C(cmdb_cluster), C(cmdb_tags), C(cmdb_custom_fields),
-        C(cmdb_id), C(cmdb_kind).
+        C(cmdb_id), C(cmdb_kind); C(cmdb_name) when the inventory name differs from the CMDB name.
       type: dict
   sample:
     - name: web01
@@ -162,6 +174,15 @@ inactive:
   type: list
   elements: dict
   sample: [{name: web09, groups: [cmdb_inactive], vars: {cmdb_status: offline}}]
+unusable:
+  description:
+    - The selected records the release cannot use, with O(on_unusable=exclude) (left out of RV(hosts),
+      RV(hostvars) and RV(groups)) or O(on_unusable=group) (in RV(groups) as C(cmdb_unusable) and in
+      RV(hostvars), without C(ansible_host)); C(reasons) says why.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{name: vm17, groups: [cmdb_unusable], reasons: [has no primary IP address], vars: {cmdb_status: active}}]
 """
 
 from typing import Any
@@ -170,6 +191,8 @@ from ansible.module_utils.basic import AnsibleModule, env_fallback
 
 from ansible_collections.sre.rollout.plugins.module_utils._cmdb import (
     ENV_TOKEN,
+    ON_UNUSABLE,
+    UNTARGETABLE_NAMES,
     CmdbClient,
     CmdbHost,
     CmdbResult,
@@ -208,6 +231,8 @@ ARGUMENT_SPEC: dict[str, Any] = {
                  "default": ["app", "env", "zone", "role"]},
     "inactive": {"type": "str", "choices": ["exclude", "group"], "default": "exclude"},
     "allow_empty": {"type": "bool", "default": False},
+    "on_unusable": {"type": "str", "choices": list(ON_UNUSABLE), "default": "fail"},
+    "untargetable_names": {"type": "str", "choices": list(UNTARGETABLE_NAMES), "default": "rename"},
 }
 
 
@@ -216,33 +241,38 @@ def host_entry(host: CmdbHost, group_by: list[str]) -> dict[str, Any]:
 
 
 def summarize(result: CmdbResult, group_by: list[str]) -> dict[str, Any]:
-    """The module result: hosts, inactive hosts, hostvars and groups."""
+    """The module result: hosts, inactive hosts, unusable records, hostvars and groups."""
     hosts = [host_entry(h, group_by) for h in result.hosts]
     inactive = [host_entry(h, group_by) for h in result.inactive]
+    unusable = [dict(host_entry(h, group_by), reasons=h.hostvars()["cmdb_unusable"]) for h in result.unusable]
+    listed = hosts + inactive + (unusable if result.on_unusable == "group" else [])
     groups: dict[str, list[str]] = {}
-    for entry in hosts + inactive:
+    for entry in listed:
         for group in entry["groups"]:
             groups.setdefault(group, []).append(entry["name"])
     return {
         "changed": False, "source": result.source, "filters": result.filters, "count": len(hosts),
-        "hosts": hosts, "inactive": inactive,
-        "hostvars": {e["name"]: e["vars"] for e in hosts + inactive},
+        "hosts": hosts, "inactive": inactive, "unusable": unusable,
+        "hostvars": {e["name"]: e["vars"] for e in listed},
         "groups": {g: sorted(names) for g, names in sorted(groups.items())},
     }
 
 
-def run(params: dict[str, Any]) -> dict[str, Any]:
+def run(params: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     backend = build_backend(params)
     result = CmdbClient(backend).hosts(build_query(params))
-    return summarize(result, params["group_by"])
+    return summarize(result, params["group_by"]), result.warning()
 
 
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     try:
-        module.exit_json(**run(module.params))
+        result, warning = run(module.params)
     except RolloutError as exc:
         module.fail_json(msg=exc.msg, **exc.details)
+    if warning:
+        module.warn(warning)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

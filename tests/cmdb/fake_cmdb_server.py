@@ -23,24 +23,66 @@ ENDPOINTS = {"/api/virtualization/virtual-machines/": "virtual_machines", "/api/
 
 
 def netbox_vm(i: int, name: str | None = None, status: str = "active", role: str = "web",
-              tags: tuple[str, ...] = ("app-shop",), site: str = "dc1", tenant: str | None = None,
+              tags: tuple[str, ...] = ("app-shop",), site: str | None = "dc1", tenant: str | None = None,
               ip: str | None = "auto", app: str | None = "shop", env: str | None = "prod",
-              zone: str | None = None) -> dict:
-    """A NetBox 4.x virtual machine record."""
+              zone: str | None = None, cluster: str | None = "c1", unnamed: bool = False) -> dict:
+    """A NetBox 4.x virtual machine record (``unnamed``: ``name`` null, as NetBox allows for devices)."""
     address = f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}/24" if ip == "auto" else ip
+    shown = None if unnamed else (name or f"vm{i:05d}")
     return {
-        "id": i, "name": name or f"vm{i:05d}", "display": name or f"vm{i:05d}",
+        "id": i, "name": shown, "display": shown or f"Unnamed device ({i})",
         "status": {"value": status, "label": status.title()},
         "role": {"id": 1, "slug": role, "name": role.title()} if role else None,
         "tags": [{"id": n, "slug": t, "name": t.upper()} for n, t in enumerate(tags)],
         "site": {"id": 1, "slug": site, "name": site.upper()} if site else None,
-        "cluster": {"id": 1, "name": "c1"},
+        "cluster": {"id": 1, "name": cluster} if cluster else None,
         "tenant": {"id": 1, "slug": tenant, "name": tenant.title()} if tenant else None,
         "primary_ip4": {"id": i, "family": {"value": 4}, "address": address} if address else None,
         "primary_ip": {"id": i, "address": address} if address else None,
         "custom_fields": {"app": app, "env": env, "zone": zone},
         "config_context": {"big": "x" * 50},
     }
+
+
+def netbox_device(i: int, name: str | None = None, role: str = "tor-switch", site: str | None = "dc1",
+                  status: str = "active", ip: str | None = "auto", tags: tuple[str, ...] = ("demo",),
+                  unnamed: bool = False) -> dict:
+    """A NetBox 4.x device: like a VM, plus device type and location, no cluster, no custom fields set."""
+    record = netbox_vm(i, name, status=status, role=role, tags=tags, site=site, ip=ip, app=None, env=None,
+                       cluster=None, unnamed=unnamed)
+    record.update(device_type={"id": 1, "slug": "patch-48", "model": "Patch 48"}, location=None)
+    return record
+
+
+def real_world_records() -> dict[str, list[dict]]:
+    """The shapes a published NetBox demo data set has, and the odd ones users add to it.
+
+    Virtual machines: 180 without a primary IP (``demo-vm001``...), names with a space and non-ASCII letters
+    (``Zürich db 2``), a colon (``app:blue``), a comma (``lb,01``), a dotted non-ASCII name that is fine
+    (``db1.zürich.example``), a VM with a cluster and no site, one with neither, and the same name twice
+    (``dup-vm``, one of them planned). Devices: a top-of-rack switch with an address, an unnamed patch panel
+    and two patch panels both named ``PP:MDF`` (one planned). All carry the tag ``demo``.
+    """
+    demo = ("demo",)
+    vms = [netbox_vm(100 + n, f"demo-vm{n:03d}", ip=None, tags=demo, app="demo", env="demo")
+           for n in range(1, 181)]
+    vms += [
+        netbox_vm(301, "Zürich db 2", role="db", tags=demo, app="demo", env="demo", site=None, cluster="zrh-1"),
+        netbox_vm(302, "app:blue", tags=demo, app="demo", env="demo"),
+        netbox_vm(303, "lb,01", tags=demo, app="demo", env="demo", site="dc2"),
+        netbox_vm(304, "db1.zürich.example", role="db", tags=demo, app="demo", env="demo", site=None,
+                  cluster="zrh-1"),
+        netbox_vm(305, "orphan-vm", tags=demo, app="demo", env="demo", site=None, cluster=None),
+        netbox_vm(306, "dup-vm", tags=demo, app="demo", env="demo"),
+        netbox_vm(307, "dup-vm", tags=demo, app="demo", env="demo", status="planned", site="dc2", cluster=None),
+    ]
+    devices = [
+        netbox_device(401, "tor1.dc1"),
+        netbox_device(402, role="patch-panel", ip=None, unnamed=True),
+        netbox_device(403, "PP:MDF", role="patch-panel", ip=None),
+        netbox_device(404, "PP:MDF", role="patch-panel", ip=None, status="planned", site="dc2"),
+    ]
+    return {"virtual_machines": vms, "devices": devices}
 
 
 def nautobot_vm(i: int, name: str | None = None, status: str = "Active", role: str = "web",
@@ -69,6 +111,11 @@ def _bare(value: Any) -> Any:
     if isinstance(value, list):
         return [_bare(v) for v in value]
     return value
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up early (a plain-HTTP probe, a refused TLS handshake) is not an error here."""
 
 
 class FakeCmdb:
@@ -105,7 +152,7 @@ class FakeCmdb:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
@@ -200,5 +247,8 @@ class FakeCmdb:
         if key == ("tags" if self.flavor == "nautobot" else "tag"):
             return {t.get(by) for t in record.get("tags") or []}
         if key.startswith("cf_"):
-            return {str((record.get("custom_fields") or {}).get(key[3:]))}
+            fields = record.get("custom_fields") or {}
+            if key[3:] not in fields:
+                return None  # a custom field the server does not define: NetBox ignores the parameter
+            return {str(fields[key[3:]])}
         return None
