@@ -31,6 +31,7 @@ description:
     C(rollbacks), C(stats) per host, C(runs), C(custom) (the run-wide C(set_stats) data, such as
     C(rollout_plan), C(rollout_canary), C(rollout_hosts)) and C(custom_per_host).
   - Trouble writing the files is a warning, never a failed playbook.
+  - A dry run (C(--check)) writes nothing.
 author:
   - sre.rollout contributors
 requirements:
@@ -81,6 +82,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from ansible import context
 from ansible.plugins.callback import CallbackBase
 
 from ansible_collections.sre.rollout.plugins.module_utils._plan import plan_rows, plan_summary
@@ -747,6 +749,9 @@ class CallbackModule(CallbackBase):
             self._display.warning(f"release_report: could not write the release report: {exc}")
 
     def _report(self, stats) -> None:
+        if context.CLIARGS.get("check"):
+            self._display.display("release report: none for a dry run (--check): nothing was released")
+            return
         custom = dict(stats.custom.get("_run", {}))
         per_host = {h: dict(v) for h, v in stats.custom.items() if h != "_run"}
         release_id = release_id_of(custom, per_host, self.recorder.extra_vars)

@@ -140,6 +140,9 @@ def _action(record: Mapping[str, Any], release_id: str, command: str) -> str:
     if outcome == "failed":
         return (f"{host} FAILED after step '{step}' and could not be restored: left out of traffic in {where}; "
                 f"look at it before putting it back.")
+    if outcome in _outcome.OK_OUTCOMES and record["lock"] == "held":
+        return (f"{host} {outcome} but did not answer at finalize: its lock ({release_id}) is held. When it answers "
+                f"again, re-run the same release to release it.")
     if outcome == "rolled_back":
         return f"{host} rolled back to {record.get('current')} after step '{step}'; it serves again."
     return ""
@@ -148,9 +151,11 @@ def _action(record: Mapping[str, Any], release_id: str, command: str) -> str:
 def release_verdict(records: Iterable[Mapping[str, Any]], halted: bool = False, paused: bool = False,
                     lost: Iterable[Any] = (), mode: str = "release") -> str:
     """failed | paused | success, from the host records and the run's halt flags."""
+    records = list(records)
     outcomes = [r.get("outcome") for r in records]
     bad = set(_outcome.FAILED_OUTCOMES) - ({"rolled_back"} if mode == "rollback" else set())
-    if halted or list(lost) or any(o in bad for o in outcomes):
+    left_locked = any(r.get("lock") == "held" for r in records)  # finalize could not reach it
+    if halted or list(lost) or left_locked or any(o in bad for o in outcomes):
         return "failed"
     return "paused" if paused else "success"
 

@@ -6,18 +6,20 @@
 - a ``bin/stop`` that never returns: ``timed_out`` within the configured timeout, the host restored;
 - a host that accepts ssh and never answers: ``timed_out``, left out of traffic, reported;
 - the controller killed during the canary soak: the re-run judges the canary again;
-- Alertmanager gone when a silence is to be lifted: no host is rolled back for it.
+- Alertmanager gone when a silence is to be lifted: no host is rolled back for it;
+- a dry run (--check --diff) of release.yml and rollback.yml shows the plan and changes nothing.
 """
 
 from __future__ import annotations
 
 import subprocess
 import time
+from pathlib import Path
 
 import faults
 import labkit
 from release_checks import (activations, active_silences, assert_all_serving, haproxy_states, ledger, locks,
-                            nginx_down_members, planned, release_id, versions)
+                            nginx_down_members, planned, release_id, staged, versions)
 
 FAST = {"rollout_approval": "none", "rollout_canary_analysis": False, "rollout_canary_soak": 2,
         "rollout_backup_paths": []}
@@ -198,3 +200,32 @@ def test_alertmanager_down_when_lifting_a_silence_rolls_nothing_back(fresh, ansi
     finally:
         subprocess.run([str(labkit.REPO / ".venv" / "bin" / "python"), str(labkit.REPO / "tests" / "lab" / "lab.py"),
                         "up"], env=labkit.ansible_env(), capture_output=True, timeout=300, check=True)
+
+
+def _snapshot(lab: dict) -> dict:
+    root = lambda h: Path(h["root"])  # noqa: E731
+    return {"hosts": {h["name"]: ((root(h) / ".rollout" / "state.json").read_bytes(), staged(h),
+                                  (root(h) / ".rollout" / "lock.json").exists()) for h in lab["hosts"]},
+            "haproxy": haproxy_states(lab), "nginx": Path(lab["nginx"]["upstream_file"]).read_text(),
+            "silences": active_silences(lab), "versions": versions(lab)}
+
+
+def test_dry_run_shows_the_plan_and_changes_nothing(fresh):
+    """--check --diff runs every phase of release.yml and then rollback.yml and changes nothing anywhere."""
+    lab = fresh
+    rid = release_id("dryrun")
+    before = _snapshot(lab)
+    run = labkit.ansible_playbook_cli("playbooks/release.yml", "--check", "--diff", "-e", "rollout_version=1.1.0",
+                                      "-e", f"rollout_release_id={rid}", "-e", "rollout_approval=none",
+                                      "-e", "rollout_canary_soak=2", timeout=900)
+    assert run.returncode == 0, run.stdout[-4000:]
+    assert "canary" in run.stdout and "batch 1" in run.stdout  # the plan is printed
+    assert "would soak 2s and judge" in run.stdout
+    assert "release report: none for a dry run" in run.stdout
+    assert _snapshot(lab) == before
+    assert not (labkit.REPO / ".rollout" / "ledger" / f"{rid}.json").exists()
+    assert not (labkit.REPO / ".rollout" / "reports" / rid).exists()
+    back = labkit.ansible_playbook_cli("playbooks/rollback.yml", "--check", "--diff", "-e", "rollout_approval=none",
+                                       "-e", f"rollout_release_id={rid}-rb", timeout=900)
+    assert back.returncode == 0, back.stdout[-4000:]
+    assert _snapshot(lab) == before

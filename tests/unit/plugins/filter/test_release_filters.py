@@ -94,6 +94,15 @@ def test_verdict(outcomes, kwargs, verdict):
     assert release_verdict([{"outcome": o} for o in outcomes], **kwargs) == verdict
 
 
+def test_a_released_host_finalize_could_not_reach_fails_the_run_and_says_why():
+    hv = hostvars()
+    hv["web1"]["_fin_state"] = {"unreachable": True, "msg": "ssh: connection refused"}
+    rec = host_records(hv, ["web1"], "r1")[0]
+    assert (rec["outcome"], rec["lock"]) == ("released", "held")
+    assert rec["action"].startswith("web1 released but did not answer at finalize")
+    assert release_verdict([rec]) == "failed"
+
+
 def test_counts_and_registration():
     assert count_outcomes([{"outcome": "released"}, {"outcome": "released"}, {"outcome": "unreachable"}]) == {
         "released": 2, "unreachable": 1}
