@@ -138,12 +138,13 @@ def ledger_dir(flow: Workflow) -> Path:
 
 def test_failed_rollout_then_rollback(fresh, ansible):
     """a host of the second batch fails -> it is restored, the job fails -> rollback.yml takes back
-    the canary and the first batch; the failed host and the later batches are left alone."""
+    the canary, the first batch and the rest of the second (swapped beside the failed host); the
+    failed host and the later batches are left alone."""
     lab = fresh
     rid = release_id("awx-rofail")
     plan = planned(ansible, lab)
     victim = plan["batches"][1][0]
-    changed = plan["canary"] + plan["batches"][0]
+    changed = plan["canary"] + plan["batches"][0] + plan["batches"][1][1:]
     flow = Workflow(ansible, {**FAST, "rollout_version": "1.1.0", "rollout_release_id": rid,
                               "rollout_canary_analysis": False, "rollout_canary_soak": 2})
     with labkit.LoadRun(lab["haproxy"]["url"], rate=30) as load:
