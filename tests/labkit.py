@@ -204,3 +204,21 @@ def ansible_playbook_cli(playbook: str, *args: str, envvars: dict | None = None,
     """Run the ansible-playbook command line, as a user would."""
     return subprocess.run(ansible_playbook_cmd(playbook, *args), cwd=REPO, env=ansible_env(envvars),
                           capture_output=True, text=True, timeout=timeout)
+
+
+def galaxy_version() -> str:
+    """The collection's version, from galaxy.yml."""
+    import yaml
+
+    return str(yaml.safe_load((REPO / "galaxy.yml").read_text())["version"])
+
+
+def build_collection(output_dir: Path) -> Path:
+    """``ansible-galaxy collection build`` of this checkout; the tarball ansible-galaxy wrote."""
+    proc = subprocess.run([str(REPO / ".venv" / "bin" / "ansible-galaxy"), "collection", "build", "--force",
+                           "--output-path", str(output_dir), str(REPO)],
+                          capture_output=True, text=True, timeout=300, env=ansible_env())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [tarball] = list(Path(output_dir).glob("sre-rollout-*.tar.gz"))
+    assert f"Created collection for sre.rollout at {tarball}" in proc.stdout, proc.stdout
+    return tarball

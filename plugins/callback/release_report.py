@@ -14,13 +14,18 @@ description:
     batch.
   - At the end of the playbook writes C(<report_dir>/<release_id>/timeline.json) and
     C(<report_dir>/<release_id>/report.html), and prints where they are.
-  - The release id is C(rollout_release_id) from C(ansible.builtin.set_stats), else from the
-    extra vars, else (only with O(require_release_id=false)) C(run-<timestamp>). Characters
+  - The playbooks hand their outputs over with C(ansible.builtin.set_stats) under names of their
+    own, C(rollout_out_<name>) (an AWX workflow passes them to the next job as extra vars, where
+    an output named like an input would replace it). The callback reads C(rollout_out_<name>),
+    else the older C(rollout_<name>).
+  - The release id is C(rollout_out_release_id) from C(ansible.builtin.set_stats), else from the
+    extra vars (C(rollout_release_id), C(rollout_out_release_id)), else (only with
+    O(require_release_id=false)) C(run-<timestamp>). Characters
     other than letters, digits, dot, underscore, colon, plus and dash become C(_) in the
     directory name.
-  - The result is C(rollout_result) from C(set_stats) when the playbooks set one (C(failed)
+  - The result is C(rollout_out_result) from C(set_stats) when the playbooks set one (C(failed)
     with rolled back hosts reads C(rolled back)); otherwise C(failed) or C(rolled back) when the
-    latest run of a playbook failed (rolled back when a host was rolled back - a C(rollout_hosts)
+    latest run of a playbook failed (rolled back when a host was rolled back - a C(rollout_out_hosts)
     outcome naming a rollback, or a rescue that ran), C(rolled back) for a successful
     C(rollback*.yml) playbook, else C(success).
   - The phases of a release can run as separate playbooks (AWX workflow nodes). Each run is
@@ -29,7 +34,7 @@ description:
   - C(timeline.json) holds C(release_id), C(result) (success, failed or rolled back), C(app),
     C(version), C(operator), C(checker), C(events) (one per host and task), C(batches),
     C(rollbacks), C(stats) per host, C(runs), C(custom) (the run-wide C(set_stats) data, such as
-    C(rollout_plan), C(rollout_canary), C(rollout_hosts)) and C(custom_per_host).
+    C(rollout_out_plan), C(rollout_out_canary), C(rollout_out_hosts)) and C(custom_per_host).
   - Trouble writing the files is a warning, never a failed playbook.
   - A dry run (C(--check)) writes nothing.
 author:
@@ -38,11 +43,22 @@ requirements:
   - Enabled in C(ansible.cfg) (C([defaults] callbacks_enabled = sre.rollout.release_report)) or
     with C(ANSIBLE_CALLBACKS_ENABLED).
 options:
+  state_dir:
+    description:
+      - The release's state directory, the same place the playbooks keep the ledger (C(rollout_state_dir));
+        reports go to its C(reports/) sub-directory.
+      - When not set - the state directory the playbooks report (C(set_stats) C(rollout_out_state_dir)),
+        else the extra var C(rollout_state_dir), else C(.rollout) in the current working directory.
+    type: path
+    env:
+      - name: SRE_ROLLOUT_STATE_DIR
+    ini:
+      - section: callback_release_report
+        key: state_dir
   report_dir:
     description:
-      - Directory holding one sub-directory per release id.
+      - Directory holding one sub-directory per release id, instead of C(<state directory>/reports).
     type: path
-    default: ~/.ansible/sre_rollout/reports
     env:
       - name: SRE_ROLLOUT_REPORT_DIR
     ini:
@@ -268,13 +284,27 @@ class RunRecorder:
 # --------------------------------------------------------------------------- release (all runs)
 
 
+def output(data: Mapping[str, Any], name: str) -> Any:
+    """A playbook output from set_stats: ``rollout_out_<name>``, else the older ``rollout_<name>``."""
+    value = data.get(f"rollout_out_{name}")
+    return data.get(f"rollout_{name}") if value in (None, "") else value
+
+
+def state_dir_of(option: str | None, custom: Mapping[str, Any], extra_vars: Mapping[str, Any]) -> Path:
+    """Where the playbooks keep the release's state: the option, their output, the extra var, ./.rollout."""
+    for value in (option, custom.get("rollout_out_state_dir"), extra_vars.get("rollout_out_state_dir"),
+                  extra_vars.get("rollout_state_dir")):
+        if value not in (None, "") and _text(value).strip():
+            return Path(os.path.expanduser(_text(value).strip()))
+    return Path(".rollout")
+
+
 def release_id_of(custom: Mapping[str, Any], custom_per_host: Mapping[str, Any],
                   extra_vars: Mapping[str, Any]) -> str | None:
     """``rollout_release_id`` from set_stats (run-wide, then per host), then the extra vars."""
-    candidates = [custom.get("rollout_release_id")]
-    candidates += [(data or {}).get("rollout_release_id") for data in custom_per_host.values()
-                   if isinstance(data, Mapping)]
-    candidates.append(extra_vars.get("rollout_release_id"))
+    candidates = [output(custom, "release_id")]
+    candidates += [output(data, "release_id") for data in custom_per_host.values() if isinstance(data, Mapping)]
+    candidates += [extra_vars.get("rollout_release_id"), extra_vars.get("rollout_out_release_id")]
     for value in candidates:
         if value not in (None, "") and _text(value).strip():
             return _text(value).strip()
@@ -350,7 +380,7 @@ def release_result(runs: list[Mapping[str, Any]], custom: Mapping[str, Any],
     A ``rollout_result`` set by the playbooks wins, except that "failed" with
     hosts rolled back reads "rolled back".
     """
-    explicit = custom.get("rollout_result")
+    explicit = output(custom, "result")
     if isinstance(explicit, str) and explicit.strip():
         return "rolled back" if explicit.strip() == "failed" and rollbacks else explicit.strip()
     latest: dict[tuple[str, ...], Mapping[str, Any]] = {}
@@ -403,11 +433,15 @@ def build_timeline(release_id: str, runs: list[Mapping[str, Any]]) -> dict[str, 
             total = stats.setdefault(host, {})
             for key, count in counts.items():
                 total[key] = total.get(key, 0) + int(count or 0)
-    outcomes = normalize_host_outcomes(custom.get("rollout_hosts"))
+    outcomes = normalize_host_outcomes(output(custom, "hosts"))
     rollbacks = rollbacks_of(runs, outcomes)
 
     def pick(key: str) -> Any:
-        return custom.get(key) if custom.get(key) not in (None, "") else extra_vars.get(key)
+        name = key.removeprefix("rollout_")
+        for value in (output(custom, name), extra_vars.get(key), extra_vars.get(f"rollout_out_{name}")):
+            if value not in (None, ""):
+                return value
+        return None
 
     t_start = min((r["t_start"] for r in runs), default=None)
     t_end = max((r["t_end"] for r in runs), default=None)
@@ -522,7 +556,7 @@ def _summary_html(timeline: Mapping[str, Any]) -> str:
 
 def _plan_html(plan: Any) -> str:
     if not isinstance(plan, Mapping) or "canary" not in plan:
-        return '<p class="muted">No plan was recorded (set_stats rollout_plan).</p>' if plan is None \
+        return '<p class="muted">No plan was recorded (set_stats rollout_out_plan).</p>' if plan is None \
             else _value_html(plan)
     rows = [[_e(step), f'<span class="num">{len(names)}</span>', _e(zones), _e(note or ", ".join(names))]
             for step, names, zones, note in plan_rows(plan)]
@@ -531,7 +565,7 @@ def _plan_html(plan: Any) -> str:
 
 def _canary_html(canary: Any) -> str:
     if not canary:
-        return '<p class="muted">No canary verdict was recorded (set_stats rollout_canary).</p>'
+        return '<p class="muted">No canary verdict was recorded (set_stats rollout_out_canary).</p>'
     if isinstance(canary, Mapping):
         verdict = canary.get("verdict", canary.get("result"))
         rest = {k: v for k, v in canary.items() if k not in ("verdict", "result")}
@@ -633,8 +667,8 @@ def render_html(timeline: Mapping[str, Any]) -> str:
     title = f"Release {timeline['release_id']}: {timeline['result']}"
     sections = [
         ("Summary", _summary_html(timeline)),
-        ("Plan", _plan_html(custom.get("rollout_plan"))),
-        ("Canary", _canary_html(custom.get("rollout_canary"))),
+        ("Plan", _plan_html(output(custom, "plan"))),
+        ("Canary", _canary_html(output(custom, "canary"))),
         ("Rollbacks", _rollbacks_html(timeline["rollbacks"])),
         ("Failed tasks", _failures_html(timeline["events"])),
         ("Hosts", _hosts_html(timeline)),
@@ -768,12 +802,15 @@ class CallbackModule(CallbackBase):
         if safe_id != release_id:
             self._display.warning(f"release_report: release id {release_id!r} is stored as {safe_id!r}")
         run = self.recorder.finish({h: stats.summarize(h) for h in sorted(stats.processed)}, custom, per_host)
-        report_dir = Path(os.path.expanduser(self.get_option("report_dir")))
+        explicit_dir = self.get_option("report_dir")
+        report_dir = Path(os.path.expanduser(explicit_dir)) if explicit_dir \
+            else state_dir_of(self.get_option("state_dir"), custom, self.recorder.extra_vars) / "reports"
         try:
             timeline_path, html_path = write_release(report_dir, safe_id, run, self._display.warning)
         except OSError as exc:
             self._display.warning(f"release_report: cannot write the report under {report_dir}: {exc}. "
-                                  "Check report_dir (SRE_ROLLOUT_REPORT_DIR) is a writable directory.")
+                                  "Check rollout_state_dir (SRE_ROLLOUT_STATE_DIR) or report_dir "
+                                  "(SRE_ROLLOUT_REPORT_DIR) is a writable directory.")
             return
         self._display.display(f"release report: {html_path}")
         self._display.display(f"release timeline: {timeline_path}")

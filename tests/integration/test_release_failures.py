@@ -228,3 +228,5 @@ def test_rejected_approval_halts_before_the_batches(fresh):
         ("release_started", rid, "app-1.1.0", "alice", "bob"), ("release_finished", rid, "app-1.1.0", "alice", "bob")]
     finished = webhook.received[1]["detail"]
     assert finished["halted"] in (True, "True", "true") and "not approved" in finished["reason"]
+    # the ledger entry goes with it: where the state directory does not outlive the job (AWX), it is kept
+    assert finished["ledger"] == entry

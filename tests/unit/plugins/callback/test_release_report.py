@@ -209,10 +209,34 @@ def test_report_dir_comes_from_the_environment(monkeypatch, tmp_path):
 
 def test_documented_option_sources():
     options = yaml.safe_load(release_report.DOCUMENTATION)["options"]
-    assert options["report_dir"]["default"] == "~/.ansible/sre_rollout/reports"
+    # no fixed default: reports go where the playbooks keep their state (rollout_state_dir)
+    assert "default" not in options["report_dir"]
+    assert options["state_dir"]["env"] == [{"name": "SRE_ROLLOUT_STATE_DIR"}]
+    assert options["state_dir"]["ini"] == [{"section": "callback_release_report", "key": "state_dir"}]
     assert options["report_dir"]["env"] == [{"name": "SRE_ROLLOUT_REPORT_DIR"}]
     assert options["report_dir"]["ini"] == [{"section": "callback_release_report", "key": "report_dir"}]
     assert options["require_release_id"]["default"] is True
+
+
+def test_state_dir_is_the_option_then_the_playbooks_output_then_the_extra_var_then_cwd():
+    assert release_report.state_dir_of("/opt/s", {"rollout_out_state_dir": "/x"}, {}) == Path("/opt/s")
+    assert release_report.state_dir_of(None, {"rollout_out_state_dir": "/x"},
+                                       {"rollout_state_dir": "/y"}) == Path("/x")
+    assert release_report.state_dir_of(None, {}, {"rollout_out_state_dir": "/z", "rollout_state_dir": "/y"}) \
+        == Path("/z")
+    assert release_report.state_dir_of(None, {}, {"rollout_state_dir": "~/y"}) == Path("~/y").expanduser()
+    assert release_report.state_dir_of(None, {}, {}) == Path(".rollout")
+
+
+def test_reports_follow_the_state_dir_the_playbooks_report(tmp_path):
+    callback = make_callback(None)
+    state = tmp_path / "state"
+    drive_release(callback, {"_run": {"rollout_out_release_id": "rel-s", "rollout_out_state_dir": str(state),
+                                      "rollout_out_result": "success", "rollout_out_plan": PLAN}})
+    assert callback._display.of("warning") == [], callback._display.of("display")
+    timeline = read_timeline(state / "reports", "rel-s")
+    assert (timeline["release_id"], timeline["result"]) == ("rel-s", "success")
+    assert (state / "reports" / "rel-s" / "report.html").is_file()
 
 
 def test_require_release_id_from_the_environment(monkeypatch, tmp_path):
