@@ -13,8 +13,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from ansible.module_utils import basic
-from ansible.module_utils.common.text.converters import to_bytes
+from module_args import module_result, patch_module_args
 
 from ansible_collections.sre.rollout.plugins.module_utils._common import RolloutError
 from ansible_collections.sre.rollout.plugins.modules import wait_healthy as wh
@@ -84,13 +83,9 @@ def run_module(capsys, args: dict, check_mode: bool = False) -> dict:
     payload = dict(args)
     if check_mode:
         payload["_ansible_check_mode"] = True
-    basic._ANSIBLE_ARGS = to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": payload}))
-    try:
-        with pytest.raises(SystemExit):
-            wh.main()
-    finally:
-        basic._ANSIBLE_ARGS = None
-    return json.loads(capsys.readouterr().out)
+    with patch_module_args(payload), pytest.raises(SystemExit):
+        wh.main()
+    return module_result(capsys.readouterr().out)
 
 
 # ------------------------------------------------------------------- parsing
