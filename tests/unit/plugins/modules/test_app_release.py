@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import tarfile
 import threading
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 from module_args import module_result, patch_module_args

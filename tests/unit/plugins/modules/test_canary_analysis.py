@@ -108,4 +108,3 @@ def test_bad_configuration_fails_before_querying(monkeypatch, capsys):
     assert out["failed"] is True
     assert "in both `canary` and `baseline`" in out["msg"]
     assert "verdict" not in out
-

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -46,7 +45,7 @@ def test_two_endpoints_and_ready_on_all(monkeypatch, capsys):
     web02 = out["pools"][1]["members"][1]
     assert (web02["name"], web02["state"], web02["health"], web02["ready"]) == ("web02", "drain", "UP", False)
     assert out["ready_members"] == ["web01", "web03", "web04"]
-    assert all(not c.startswith("set") for _, c in sent)
+    assert all(not c.startswith("set") for _unused, c in sent)
 
 
 def test_maint_via_is_reported(monkeypatch, capsys):
