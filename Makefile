@@ -114,8 +114,7 @@ lint-venv: $(LINT_VENV)/.installed
 
 # Each tool runs whatever the others found, with its time; `make lint` fails if any has a finding.
 # shellcheck (a Debian package, scripts/setup-packages.sh) is needed by the sanity test of that name.
-lint: collection lint-venv
-	@command -v shellcheck >/dev/null || { echo "lint: shellcheck missing: run make packages" >&2; exit 1; }
+lint: packages collection lint-venv
 	@export PATH="$(CURDIR)/$(LINT_VENV)/bin:$$PATH"; rc=0; \
 	step() { local name=$$1 start=$$SECONDS; shift; echo "== $$name"; \
 	  if "$$@"; then echo "== $$name: passed ($$((SECONDS - start)) s)"; \
