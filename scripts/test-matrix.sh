@@ -50,7 +50,7 @@ for version in "${versions[@]}"; do
     continue
   fi
   venv=$(venv_for "$version" "$python")
-  "$venv/bin/ansible" --version | head -1
+  "$venv/bin/python" -c 'import sys, ansible.release as r; print("ansible-core", r.__version__, "on Python", sys.version.split()[0])'
   start=$SECONDS
   if "$venv/bin/python" -m pytest tests/unit -q -p no:cacheprovider -n 2 --dist worksteal; then
     result[$version]="unit tests passed ($((SECONDS - start)) s, $("$venv/bin/python" -V))"
