@@ -97,9 +97,9 @@ SANITY_ROOT ?= $(or $(TMPDIR),/tmp)/sre-rollout-sanity-$(shell id -u)$(subst /,-
 SANITY_DIR  := $(SANITY_ROOT)/ansible_collections/sre/rollout
 # Every sanity test runs; a test skipped here needs its reason written next to it. None is skipped.
 SANITY_SKIP :=
-# ansible-test fills its venvs with a pip bootstrap script from ansible's CI file server, which only
-# PyPI-reachable machines cannot fetch; tests/lint/get_pip.py does the same from PyPI, and ansible-test
-# reads it from its cache (~/.ansible/test/cache/get_pip_<pip version>.py).
+# ansible-test fills its venvs with a pip bootstrap script from ansible's CI file server, which a
+# machine that reaches only PyPI cannot fetch; tests/lint/get_pip.py does the same from PyPI, and
+# ansible-test reads it from its cache (~/.ansible/test/cache/get_pip_<pip version>.py).
 ANSIBLE_TEST_CACHE := $(HOME)/.ansible/test/cache
 
 $(LINT_VENV)/.installed: requirements-lint.txt
