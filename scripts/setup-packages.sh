@@ -3,7 +3,8 @@
 # Services are never started by the package scripts: the lab starts its own
 # copies on loopback (see tests/lab/lab.py).
 set -euo pipefail
-packages=(haproxy nginx prometheus prometheus-alertmanager openssh-server openssh-client python3 ca-certificates)
+# python3-venv: the venvs of make setup, test-matrix and lint; shellcheck: the sanity test of `make lint`.
+packages=(haproxy nginx prometheus prometheus-alertmanager openssh-server openssh-client python3 python3-venv ca-certificates shellcheck)
 missing=()
 for p in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

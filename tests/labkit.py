@@ -18,6 +18,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 LOAD_PY = REPO / "tests" / "lab" / "load.py"
+# The venv running the tests: .venv, or the .venv-core-<version> of `make test-matrix`; its
+# ansible-playbook and ansible-core are the ones under test.
+VENV_BIN = Path(sys.executable).parent
 
 
 def lab_dir() -> Path:
@@ -34,8 +37,7 @@ def load_lab() -> dict:
 def ansible_env(extra: dict | None = None) -> dict:
     """Environment for ansible-* commands run from the checkout against the lab."""
     env = dict(os.environ)
-    venv_bin = str(REPO / ".venv" / "bin")
-    env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
+    env["PATH"] = str(VENV_BIN) + os.pathsep + env.get("PATH", "")
     env["ANSIBLE_CONFIG"] = str(REPO / "ansible.cfg")
     env["LAB_DIR"] = str(lab_dir())
     env.setdefault("ANSIBLE_FORCE_COLOR", "0")
@@ -191,7 +193,7 @@ def ansible_playbook_cmd(playbook: str | Path, *args: str) -> list[str]:
     The lab inventory finds the hosts of any LAB_DIR through the CMDB file; the lab's description
     (ssh key, known_hosts, LB and Alertmanager addresses) comes with ``-e @$LAB_DIR/lab_vars.json``.
     """
-    cmd = [str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", str(REPO / "inventories" / "lab"),
+    cmd = [str(VENV_BIN / "ansible-playbook"), "-i", str(REPO / "inventories" / "lab"),
            str(REPO / playbook), *args]
     lab_vars = lab_dir() / "lab_vars.json"
     if lab_vars.exists():
@@ -203,7 +205,7 @@ def ansible_playbook_cli(playbook: str, *args: str, envvars: dict | None = None,
                          timeout: int = 1200) -> subprocess.CompletedProcess:
     """Run the ansible-playbook command line, as a user would."""
     return subprocess.run(ansible_playbook_cmd(playbook, *args), cwd=REPO, env=ansible_env(envvars),
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def galaxy_version() -> str:

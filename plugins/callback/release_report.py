@@ -38,7 +38,7 @@ description:
   - Trouble writing the files is a warning, never a failed playbook.
   - A dry run (C(--check)) writes nothing.
 author:
-  - sre.rollout contributors
+  - sre.rollout maintainers (!UNKNOWN)
 requirements:
   - Enabled in C(ansible.cfg) (C([defaults] callbacks_enabled = sre.rollout.release_report)) or
     with C(ANSIBLE_CALLBACKS_ENABLED).
@@ -634,10 +634,10 @@ def _host_timeline_html(host: str, events: list[Mapping[str, Any]], t0: float, s
     for index, event in enumerate(events, 1):
         left = 100.0 * (event["t_start"] - t0) / span
         width = max(100.0 * event["duration"] / span, 0.3)
-        bar = f'<div class="bar"><span style="left:{left:.2f}%;width:{min(width, 100 - left):.2f}%"></span></div>'
+        bar_html = f'<div class="bar"><span style="left:{left:.2f}%;width:{min(width, 100 - left):.2f}%"></span></div>'
         rows.append([f'<span class="num">{index}</span>', _e(event.get("play")), _e(event.get("role") or ""),
                      _e(event.get("task")), _e(event["status"] + (" (changed)" if event.get("changed") else "")),
-                     _e(f"+{event['t_start'] - t0:.1f} s"), _e(_seconds(event["duration"])), bar])
+                     _e(f"+{event['t_start'] - t0:.1f} s"), _e(_seconds(event["duration"])), bar_html])
         classes.append(event["status"])
     total = sum(e["duration"] for e in events)
     is_open = " open" if status not in ("ok",) else ""

@@ -160,7 +160,7 @@ def normalize_excluded(excluded: Any, known: Sequence[str]) -> dict[str, str]:
         raise PlanError("excluded must be a dict of host name to reason, or a list of "
                         f"{{host, reason}} dicts (got {type(excluded).__name__}).")
     known_names = set(known)
-    unknown = [name for name, _ in pairs if name not in known_names]
+    unknown = [name for name, _unused in pairs if name not in known_names]
     if unknown:
         raise PlanError(f"excluded names hosts that are not in hosts: {', '.join(unknown)}. "
                         "Exclude only hosts of this release (check for typos).", unknown=unknown)
@@ -208,7 +208,7 @@ def _check_pool(pool_size: Any, hosts: list[Host]) -> int:
 
 
 def _check_min_ready(min_ready: Any, pool: int) -> int:
-    count, _ = parse_count(1 if min_ready in (None, "") else min_ready, pool, "min_ready", round_up=True)
+    count, _unused = parse_count(1 if min_ready in (None, "") else min_ready, pool, "min_ready", round_up=True)
     if count > pool:
         raise PlanError(f"min_ready {min_ready!r} ({_hosts(count)}) is more than the pool of {pool}.",
                         min_ready=count, pool_size=pool)
@@ -291,7 +291,7 @@ def _pick_canary(count: int, eligible: list[Host]) -> list[str]:
                         f"set canary: {len(eligible)}.")
     by_zone = _group(eligible)
     picked: list[str] = []
-    for _ in range(count):
+    for _unused in range(count):
         zone = max(by_zone, key=lambda z: len(by_zone[z]))  # max() keeps the first of equals
         picked.append(by_zone[zone].popleft().name)
     return picked
@@ -323,8 +323,8 @@ def zone_balanced_batches(hosts: list[Host], size: int) -> list[list[str]]:
     while heap:
         batch: list[str] = []
         while heap and len(batch) < size:
-            picked = [heapq.heappop(heap) for _ in range(min(size - len(batch), len(heap)))]
-            for negative_left, _, rank in picked:
+            picked = [heapq.heappop(heap) for _unused in range(min(size - len(batch), len(heap)))]
+            for negative_left, _unused, rank in picked:
                 batch.append(groups[rank].popleft().name)
                 if groups[rank]:
                     heapq.heappush(heap, (negative_left + 1, position[groups[rank][0].name], rank))

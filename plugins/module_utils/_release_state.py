@@ -87,7 +87,7 @@ def validate_relative_path(path: str, what: str) -> str:
 
 def parse_checksum(spec: str) -> str:
     """``sha256:<64 hex>`` -> the lowercase hex digest."""
-    algo, _, digest = (spec or "").strip().partition(":")
+    algo, _unused, digest = (spec or "").strip().partition(":")
     digest = digest.strip().lower()
     if algo.lower() != "sha256" or not _SHA256_RE.match(digest):
         raise ReleaseStateError(f"invalid checksum {spec!r}: give 'sha256:' followed by 64 hex digits, "

@@ -22,7 +22,7 @@ description:
     silence that is already expired, or that Alertmanager no longer knows, is not an error.
   - "Usually run on the controller with C(delegate_to: localhost)."
 author:
-  - sre.rollout contributors
+  - sre.rollout maintainers (!UNKNOWN)
 options:
   url:
     description:

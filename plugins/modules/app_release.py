@@ -30,7 +30,7 @@ description:
     a lock is held, the states that change anything refuse to run for another release id.
   - O(state=query) reports everything and changes nothing.
 author:
-  - sre.rollout maintainers
+  - sre.rollout maintainers (!UNKNOWN)
 options:
   root:
     description: The application root on the host (the directory holding C(releases/) and C(current)).

@@ -31,16 +31,17 @@ description:
     inconclusive.
   - "Runs where it is called: use it on the controller (C(delegate_to: localhost), C(run_once: true))."
 author:
-  - sre.rollout contributors
+  - sre.rollout maintainers (!UNKNOWN)
 attributes:
   check_mode:
     support: full
-    details: The module only reads from Prometheus, so it runs the whole analysis in check mode too.
+    description: The module only reads from Prometheus, so it runs the whole analysis in check mode too.
   diff_mode:
     support: none
+    description: Nothing changes, so there is no diff.
   idempotent:
     support: full
-    details: It changes nothing; the verdict depends on the metrics at the time it runs.
+    description: It changes nothing; the verdict depends on the metrics at the time it runs.
 options:
   url:
     description:

@@ -20,10 +20,10 @@ description:
     the zones with the most hosts left. The canary comes from the largest zone unless given.
   - Excluded hosts (unhealthy, unreachable, ...) are left out of every step but still count in
     the pool, and are listed with their reasons.
-  - Returns the plan for the playbooks (O(plan.serial) is ready for a play's C(serial)) and a
+  - Returns the plan for the playbooks (RV(plan.serial) is ready for a play's C(serial)) and a
     text table to print before the release starts.
 author:
-  - sre.rollout contributors
+  - sre.rollout maintainers (!UNKNOWN)
 options:
   hosts:
     description:
@@ -95,8 +95,8 @@ attributes:
     description: The same input always gives the same plan; C(changed) is always false.
 notes:
   - Sorted orders compare numbers inside names as numbers (web2 before web10).
-  - Ansible repeats the last O(plan.serial) size for any host beyond the planned ones, so
-    run the batches over exactly the hosts of O(plan.order) minus the canary, in that order.
+  - Ansible repeats the last RV(plan.serial) size for any host beyond the planned ones, so
+    run the batches over exactly the hosts of RV(plan.order) minus the canary, in that order.
 seealso:
   - module: sre.rollout.lb_pool_info
     description: Snapshot of an LB pool, to find its size and the members that are not serving.

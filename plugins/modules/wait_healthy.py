@@ -20,7 +20,7 @@ description:
   - Runs wherever it is executed; release playbooks run it on the controller with C(delegate_to=localhost)
     against each host's application URL.
 author:
-  - sre.rollout maintainers
+  - sre.rollout maintainers (!UNKNOWN)
 options:
   url:
     description: The HTTP(S) URL to check, such as V(http://10.0.0.5:8080/health).
@@ -93,6 +93,7 @@ attributes:
     description: The module only reads, so it runs its checks in check mode too.
   diff_mode:
     support: none
+    description: Nothing changes, so there is no diff.
   idempotent:
     support: full
     description: Never changes anything; always returns C(changed=false).

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark: 10,000 CMDB records → inventory. Prints one JSON object.
 
     .venv/bin/python tests/bench/bench_cmdb.py [--records 10000] [--no-cli] [--quick]
@@ -64,7 +63,7 @@ def records(n: int) -> list[dict]:
 def best(fn, repeat: int) -> tuple[dict, object]:
     """Best-of-``repeat`` wall and CPU seconds (CPU includes child processes: the CLI run)."""
     walls, cpus, result = [], [], None
-    for _ in range(repeat):
+    for _unused in range(repeat):
         start, cpu0 = time.perf_counter(), _cpu()
         result = fn()
         walls.append(time.perf_counter() - start)
@@ -108,7 +107,7 @@ def main() -> None:
         result["client_json"], res = best(
             lambda: CmdbClient(FileBackend(str(tmpdir / "export.json"))).hosts(query), args.repeat)
         result["active_hosts"], result["inactive_hosts"] = len(res.hosts), len(res.inactive)
-        result["client_yaml"], _ = best(
+        result["client_yaml"], _unused = best(
             lambda: CmdbClient(FileBackend(str(tmpdir / "export.yml"))).hosts(query), 1)
 
         plain = tmpdir / "plain.cmdb.yml"
@@ -121,7 +120,7 @@ def main() -> None:
             "plugin": "sre.rollout.cmdb", "path": "export.json",
             "compose": {"ansible_user": "'deploy'"},
             "keyed_groups": [{"key": "cmdb_env", "prefix": "k_env"}]}))
-        result["plugin_constructed"], _ = best(lambda: plugin_parse(constructed), args.repeat)
+        result["plugin_constructed"], _unused = best(lambda: plugin_parse(constructed), args.repeat)
 
         with FakeCmdb(recs) as fake:
             def rest():

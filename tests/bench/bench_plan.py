@@ -26,7 +26,7 @@ def scenario(hosts: int, zones: int, excluded: int) -> dict:
 
 def measure(kwargs: dict, repeat: int) -> dict:
     timings = []
-    for _ in range(repeat):
+    for _unused in range(repeat):
         start = time.perf_counter()
         plan = build_plan(**kwargs).as_dict()
         table = format_table(plan)

@@ -41,7 +41,7 @@ die() { echo "netbox.sh: $*" >&2; exit 1; }
 
 pg_bin() {
   local dir
-  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  dir=$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -type d -name bin 2>/dev/null | sort -V | tail -1)
   [[ -n "$dir" && -x "$dir/pg_ctl" ]] || die "PostgreSQL server binaries not found under /usr/lib/postgresql"
   echo "$dir"
 }
@@ -154,8 +154,7 @@ start_redis() {
   fi
   redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --daemonize yes --pidfile "$RUN/redis.pid" \
     --dir "$NETBOX_DIR" --save "" --appendonly no --logfile "$LOGS/redis.log" >/dev/null
-  local i
-  for i in $(seq 50); do [[ -s "$RUN/redis.pid" ]] && break; sleep 0.1; done
+  for _ in $(seq 50); do [[ -s "$RUN/redis.pid" ]] && break; sleep 0.1; done
   [[ -s "$RUN/redis.pid" ]] || die "Redis did not start: $(tail -5 "$LOGS/redis.log")"
   say "Redis on 127.0.0.1:$REDIS_PORT"
 }
@@ -199,8 +198,7 @@ start_netbox() {
   NETBOX_ROOT="$ROOT" setsid "$VENV/bin/netbox" runserver "127.0.0.1:$NETBOX_PORT" --noreload --insecure \
     </dev/null >"$LOGS/netbox.log" 2>&1 &
   echo $! > "$RUN/netbox.pid"
-  local i
-  for i in $(seq 240); do
+  for _ in $(seq 240); do
     if curl -fsS -o /dev/null "http://127.0.0.1:$NETBOX_PORT/api/status/" -H "Authorization: Token $(jq -r .token_v1 "$RUN/tokens.json")" 2>/dev/null; then
       say "NetBox $NETBOX_VERSION on http://127.0.0.1:$NETBOX_PORT"; return
     fi
@@ -255,8 +253,8 @@ down() {
 
 status() {
   local s=0
-  [[ -f "$RUN/netbox.pid" ]] && kill -0 "$(cat "$RUN/netbox.pid")" 2>/dev/null && say "NetBox running" || { say "NetBox stopped"; s=1; }
-  [[ -f "$RUN/redis.pid" ]] && kill -0 "$(cat "$RUN/redis.pid")" 2>/dev/null && say "Redis running" || { say "Redis stopped"; s=1; }
+  if [[ -f "$RUN/netbox.pid" ]] && kill -0 "$(cat "$RUN/netbox.pid")" 2>/dev/null; then say "NetBox running"; else say "NetBox stopped"; s=1; fi
+  if [[ -f "$RUN/redis.pid" ]] && kill -0 "$(cat "$RUN/redis.pid")" 2>/dev/null; then say "Redis running"; else say "Redis stopped"; s=1; fi
   if [[ -d "$PGDATA" ]] && as_postgres "$(pg_bin)/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then
     say "PostgreSQL running"
   else

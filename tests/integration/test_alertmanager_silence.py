@@ -331,7 +331,7 @@ def test_errors_are_clear_and_never_show_the_token(lab, ansible, release):
         # A lookahead: Python's re accepts it, Alertmanager's RE2 refuses the silence with HTTP 400.
         task("refused", args(lab, release, token=token,
                              matchers=[f"host={release['host']}", "instance=~(?=web)web01"])),
-        *[task(name, args(lab, release, **extra)) for name, (extra, _) in BAD_REQUESTS.items()],
+        *[task(name, args(lab, release, **extra)) for name, (extra, _unused) in BAD_REQUESTS.items()],
     ])
     assert r["down"]["failed"] and r["down"]["url"] == down
     assert f"cannot reach Alertmanager at {down}" in r["down"]["msg"] and "refused" in r["down"]["msg"].lower()
@@ -341,7 +341,7 @@ def test_errors_are_clear_and_never_show_the_token(lab, ansible, release):
     assert f"Alertmanager at {lab['alertmanager']['url']} answered HTTP 400" in refused["msg"]
     assert "invalid regular expression" in refused["msg"] and "invalid regular expression" in refused["body"]
 
-    for name, (_, fragment) in BAD_REQUESTS.items():
+    for name, (_unused, fragment) in BAD_REQUESTS.items():
         assert r[name]["failed"] and fragment in r[name]["msg"], (name, r[name].get("msg"))
     assert token not in r["down"]["_stdout"] and token not in json.dumps(r["down"]["_events"])
     assert live_silences(lab, release["id"]) == []

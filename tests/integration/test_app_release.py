@@ -142,7 +142,7 @@ def restore_host(lab: dict, h: dict, saved: dict) -> None:
     on_initial = link.is_symlink() and os.readlink(link) == f"releases/{INITIAL}"
     restart = not on_initial or running_version(h) != "1.0.0" or not alive(app_pid(h))
     if restart:
-        subprocess.run([str(initial / "bin" / "stop"), "5"], capture_output=True, timeout=30)
+        subprocess.run([str(initial / "bin" / "stop"), "5"], capture_output=True, timeout=30, check=False)
         tmp = root / "current.test-tmp"
         tmp.unlink(missing_ok=True)
         tmp.symlink_to(f"releases/{INITIAL}")
@@ -435,7 +435,7 @@ def test_killed_download_leaves_nothing_activatable(lab, ansible, restored, tmp_
             wait_until("the module holding the partial download", lambda: holders_of(prefix), timeout=15)
             for pid in holders_of(prefix):
                 os.kill(pid, signal.SIGKILL)  # the module process on the host, mid-download
-            out, _ = cli.communicate(timeout=60)
+            out, _unused = cli.communicate(timeout=60)
         finally:
             if cli.poll() is None:
                 os.killpg(cli.pid, signal.SIGTERM)
@@ -582,7 +582,7 @@ def test_backup_keep_and_restore(lab, ansible, restored):
 
     def restore(name: str, backup_id: str) -> dict:
         return {"name": name, "ansible.builtin.include_role": {"name": "sre.rollout.app_backup",
-                                                                "tasks_from": "restore"},
+                                                               "tasks_from": "restore"},
                 "vars": {"app_backup_id": backup_id}}
 
     first = play(ansible, "web04", [backup("backup b1", "b1")])

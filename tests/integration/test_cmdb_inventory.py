@@ -27,7 +27,7 @@ LAB_INVENTORY = REPO / "inventories" / "lab"
 def inventory_list(source: Path, extra_env: dict | None = None) -> subprocess.CompletedProcess:
     env = labkit.ansible_env(extra_env)
     cmd = [str(REPO / ".venv" / "bin" / "ansible-inventory"), "-i", str(source), "--list"]
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
 def members(listing: dict, group: str) -> list[str]:
@@ -107,7 +107,7 @@ def test_cmdb_hosts_module_agrees_with_the_inventory(lab, ansible):
 def test_inactive_host_is_left_out_or_grouped(cmdb_copy):
     def retire_web02(vms):
         next(v for v in vms if v["name"] == "web02")["status"] = {"value": "decommissioning",
-                                                                    "label": "Decommissioning"}
+                                                                  "label": "Decommissioning"}
 
     excluded = json.loads(inventory_list(cmdb_copy(retire_web02)).stdout)
     assert "web02" not in excluded["_meta"]["hostvars"]

@@ -65,9 +65,9 @@ def wait(pred, timeout: float = 30.0) -> bool:
 
 def test_every_host_runs_the_initial_version_and_is_healthy(lab):
     for h in lab["hosts"]:
-        status, body, _ = get(h["url"] + "/health")
+        status, body, _unused = get(h["url"] + "/health")
         assert status == 200
-        status, body, _ = get(h["url"] + "/version")
+        status, body, _unused = get(h["url"] + "/version")
         assert json.loads(body) == {"version": "1.0.0", "host": h["name"]}
         assert os.readlink(Path(h["root"]) / "current") == "releases/app-1.0.0"
 
@@ -77,8 +77,8 @@ def test_every_host_serves_through_haproxy_and_nginx(lab):
     assert set(server_states(lab).values()) == {"UP"}
     for lb in ("haproxy", "nginx"):
         seen = set()
-        for _ in range(len(names) * 4):
-            status, _, headers = get(lab[lb]["url"] + "/")
+        for _unused in range(len(names) * 4):
+            status, _unused, headers = get(lab[lb]["url"] + "/")
             assert status == 200
             seen.add(headers["X-Served-By"])
         assert seen == names, f"{lb} did not spread requests over every host"
@@ -105,31 +105,31 @@ def test_haproxy_reload_keeps_runtime_state(lab):
 
 
 def test_haproxy_exporter_and_prometheus_targets(lab):
-    status, body, _ = get(lab["haproxy"]["exporter"])
+    status, body, _unused = get(lab["haproxy"]["exporter"])
     assert status == 200 and b"haproxy_server_status" in body
-    status, body, _ = get(lab["prometheus"]["url"] + "/api/v1/targets")
+    status, body, _unused = get(lab["prometheus"]["url"] + "/api/v1/targets")
     targets = json.loads(body)["data"]["activeTargets"]
     assert {t["labels"]["job"] for t in targets} == {"haproxy", "app"}
     assert len(targets) == len(lab["hosts"]) + 1
     assert all(t["health"] == "up" for t in targets), [(t["scrapeUrl"], t["lastError"]) for t in targets]
     # the app metrics carry the host label the canary analysis selects on
-    status, body, _ = get(lab["prometheus"]["url"] + "/api/v1/query?query=app_build_info")
+    status, body, _unused = get(lab["prometheus"]["url"] + "/api/v1/query?query=app_build_info")
     hosts = {r["metric"]["host"] for r in json.loads(body)["data"]["result"]}
     assert hosts == {h["name"] for h in lab["hosts"]}
 
 
 def test_alertmanager_answers_v2(lab):
-    status, body, _ = get(lab["alertmanager"]["url"] + "/api/v2/status")
+    status, body, _unused = get(lab["alertmanager"]["url"] + "/api/v2/status")
     assert status == 200 and json.loads(body)["cluster"]["status"] == "disabled"
 
 
 def test_artifact_checksums_verify(lab):
-    status, sums, _ = get(lab["artifacts"]["url"] + "/SHA256SUMS")
+    status, sums, _unused = get(lab["artifacts"]["url"] + "/SHA256SUMS")
     entries = dict(reversed(line.split()) for line in sums.decode().splitlines())
     assert set(entries) == {"app-1.0.0.tar.gz", "app-1.1.0.tar.gz", "app-1.2.0-unhealthy.tar.gz",
                             "app-1.3.0-errors.tar.gz", "app-1.4.0-slowstart.tar.gz"}
     for name, digest in entries.items():
-        status, data, _ = get(f"{lab['artifacts']['url']}/{name}")
+        status, data, _unused = get(f"{lab['artifacts']['url']}/{name}")
         assert hashlib.sha256(data).hexdigest() == digest, name
 
 
@@ -139,7 +139,7 @@ def test_ssh_reaches_every_host_with_the_lab_key(lab):
                             "-o", f"UserKnownHostsFile={lab['ssh']['known_hosts']}",
                             "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
                             f"{lab['ssh']['user']}@{h['address']}", "readlink", f"{h['root']}/current"],
-                           capture_output=True, text=True, timeout=30)
+                           capture_output=True, text=True, timeout=30, check=False)
         assert r.returncode == 0, r.stderr
         assert r.stdout.strip() == "releases/app-1.0.0"
 
@@ -182,7 +182,7 @@ def test_load_generator_sees_a_reset_connection():
         srv.settimeout(0.2)
         while not stop.is_set():
             try:
-                conn, _ = srv.accept()
+                conn, _unused = srv.accept()
             except TimeoutError:
                 continue
             conn.recv(1024)
@@ -193,7 +193,7 @@ def test_load_generator_sees_a_reset_connection():
     t.start()
     try:
         out = subprocess.run([sys.executable, str(labkit.LOAD_PY), "--url", f"http://127.0.0.1:{port}/",
-                              "--rate", "20", "--duration", "1"], capture_output=True, text=True, timeout=30)
+                              "--rate", "20", "--duration", "1"], capture_output=True, text=True, timeout=30, check=False)
     finally:
         stop.set()
         t.join()
@@ -205,7 +205,7 @@ def test_load_generator_sees_a_reset_connection():
 def test_lab_up_from_nothing_and_down_leaves_nothing(tmp_path):
     """A second, small lab in a fresh directory: up, check, down, nothing left running."""
     env = dict(os.environ, LAB_DIR=str(tmp_path / "lab"), LAB_NET="19", LAB_HOSTS="2")
-    up = subprocess.run([sys.executable, str(LAB_PY), "up"], env=env, capture_output=True, text=True, timeout=180)
+    up = subprocess.run([sys.executable, str(LAB_PY), "up"], env=env, capture_output=True, text=True, timeout=180, check=False)
     try:
         assert up.returncode == 0, up.stderr + up.stdout
         lab = json.loads((tmp_path / "lab" / "lab.json").read_text())
@@ -214,17 +214,17 @@ def test_lab_up_from_nothing_and_down_leaves_nothing(tmp_path):
         pids = [int(p.read_text()) for p in (tmp_path / "lab").rglob("*.pid")]
         assert len(pids) == 8  # sshd, haproxy, nginx, prometheus, alertmanager, artifacts, 2 apps
         again = subprocess.run([sys.executable, str(LAB_PY), "up"], env=env, capture_output=True, text=True,
-                               timeout=180)
+                               timeout=180, check=False)
         assert again.returncode == 0 and "started" not in again.stdout  # idempotent
 
         # the lab keeps its own shape: another LAB_NET for a running lab is refused ...
         clash = subprocess.run([sys.executable, str(LAB_PY), "up"], env={**env, "LAB_NET": "18"},
-                               capture_output=True, text=True, timeout=60)
+                               capture_output=True, text=True, timeout=60, check=False)
         assert clash.returncode == 1 and "runs on 127.0.19.0/24" in clash.stderr and "LAB_NET=18" in clash.stderr
         # ... and with LAB_DIR alone, reset acts on the lab's own addresses (no LAB_NET default of 10)
         only_dir = {k: v for k, v in env.items() if k not in ("LAB_NET", "LAB_HOSTS")}
         reset = subprocess.run([sys.executable, str(LAB_PY), "reset"], env=only_dir, capture_output=True,
-                               text=True, timeout=180)
+                               text=True, timeout=180, check=False)
         assert reset.returncode == 0, reset.stderr + reset.stdout
         upstream = (tmp_path / "lab" / "nginx" / "upstream_app.conf").read_text()
         assert "127.0.19.1:8080" in upstream and "127.0.10." not in upstream
@@ -232,10 +232,10 @@ def test_lab_up_from_nothing_and_down_leaves_nothing(tmp_path):
         assert "APP_HOST=127.0.19.2" in app_env
     finally:
         down = subprocess.run([sys.executable, str(LAB_PY), "down"], env=env, capture_output=True, text=True,
-                              timeout=120)
+                              timeout=120, check=False)
     assert down.returncode == 0
     assert not [p for p in pids if labkit_alive(p)], "lab processes left running after down"
-    again = subprocess.run([sys.executable, str(LAB_PY), "down"], env=env, capture_output=True, text=True)
+    again = subprocess.run([sys.executable, str(LAB_PY), "down"], env=env, capture_output=True, text=True, check=False)
     assert again.returncode == 0 and "0 process(es) stopped" in again.stdout
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 import labkit
-from release_checks import (activations, active_silences, assert_all_serving, haproxy_states, ledger, locks,
-                             nginx_down_members, planned, release_id, staged, state, versions)
+from release_checks import (activations, assert_all_serving, haproxy_states, ledger, locks, planned, release_id,
+                            staged, state, versions)
 
 HOOKS = Path(__file__).resolve().parent / "hooks"
 
@@ -153,7 +153,7 @@ def test_interrupted_release_resumes(fresh):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         assert locks(lab), "the interrupted release should still hold its locks"
-        rerun = subprocess.run(cmd, cwd=labkit.REPO, env=env, capture_output=True, text=True, timeout=900)
+        rerun = subprocess.run(cmd, cwd=labkit.REPO, env=env, capture_output=True, text=True, timeout=900, check=False)
     assert rerun.returncode == 0, rerun.stdout[-4000:]
     assert load.summary["errors"] == 0, load.summary
     assert set(versions(lab).values()) == {"1.1.0"}

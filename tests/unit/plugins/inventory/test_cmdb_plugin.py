@@ -33,7 +33,10 @@ def inventory(config_path: Path, cache: bool = True) -> InventoryData:
     plugin = make_plugin()
     assert plugin.verify_file(str(config_path))
     plugin.parse(data, DataLoader(), str(config_path), cache=cache)
-    plugin.update_cache_if_changed()  # as InventoryManager does after parse
+    try:  # as InventoryManager does after parse
+        plugin.update_cache_if_changed()
+    except AttributeError:  # ansible-core >= 2.19: no cache object unless `cache: true`
+        assert not plugin.get_option("cache")
     return data
 
 

@@ -403,7 +403,8 @@ def test_create_then_unchanged(fake):
     client = client_for(fake)
     first = ensure_silence(client, request())
     assert (first["action"], first["changed"]) == ("created", True)
-    assert first["silence"]["id"] == first["silence_id"] in fake.silences
+    assert first["silence"]["id"] == first["silence_id"]
+    assert first["silence_id"] in fake.silences
     assert first["silence"]["comment"] == "[sre.rollout release=r1] why"
     post = fake.calls("POST")[0]["body"]
     assert "id" not in post and post["createdBy"] == "sre.rollout"

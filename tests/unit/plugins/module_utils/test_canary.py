@@ -350,30 +350,30 @@ def test_good_canary_passes_after_the_whole_soak():
 
 def test_every_query_of_an_interval_uses_the_time_prometheus_evaluated_the_first_at():
     metrics = [ERRORS, MetricSpec(name="latency", query='x{host=~"$HOSTS"}', max=1.0)]
-    result, prom, _ = analyse(always(value(0.0)), always(value(0.0)), metrics=metrics)
+    result, prom, _unused = analyse(always(value(0.0)), always(value(0.0)), metrics=metrics)
     assert len(prom.calls) == 4 * 4
     for interval in range(4):
         calls = prom.calls[interval * 4:(interval + 1) * 4]
         assert calls[0][1] is None  # the first asks for Prometheus' "now"...
         evaluated = 1_700_000_000.0 + 1000.0 + 5 * (interval + 1) + 0.1  # the fake takes 0.1 s per query
-        assert [at for _, at in calls[1:]] == pytest.approx([evaluated] * 3)  # ...the rest reuse its time
+        assert [at for _unused, at in calls[1:]] == pytest.approx([evaluated] * 3)  # ...the rest reuse its time
     assert result["measurements"][0]["time"] == "2023-11-14T22:30:05+00:00"
 
 
 def test_without_any_prometheus_time_the_measurement_uses_the_controller_clock():
-    result, prom, _ = analyse(always(down()), always(down()), on_inconclusive="pause")
-    assert all(at is None for _, at in prom.calls)
+    result, prom, _unused = analyse(always(down()), always(down()), on_inconclusive="pause")
+    assert all(at is None for _unused, at in prom.calls)
     assert result["measurements"][0]["time"] == "2023-11-14T22:30:05+00:00"
 
 
 def test_sleeps_account_for_time_spent_querying():
-    _, _, fake_time = analyse(always(value(0.0)), always(value(0.0)))
+    _unused, _unused, fake_time = analyse(always(value(0.0)), always(value(0.0)))
     # 2 queries x 0.1 s per interval are taken off the next wait
     assert fake_time.sleeps == pytest.approx([5.0, 4.8, 4.8, 4.8])
 
 
 def test_erroring_canary_fails_at_the_first_failed_interval():
-    result, _, _ = analyse(always(value(0.1)), always(value(0.0)))
+    result, _unused, _unused = analyse(always(value(0.1)), always(value(0.0)))
     assert result["verdict"] == "fail"
     assert result["failed_intervals"] == 1
     assert result["intervals"] == 1
@@ -386,15 +386,17 @@ def test_erroring_canary_fails_at_the_first_failed_interval():
 
 def test_failure_limit_counts_failed_intervals():
     # intervals 1 and 3 fail (calls 1 and 5 are the canary's), 2 and 4 are fine
-    canary = lambda call: value(0.1) if call in (1, 5) else value(0.0)  # noqa: E731
-    result, _, _ = analyse(canary, always(value(0.0)), failure_limit=2)
+    def canary(call):
+        return value(0.1) if call in (1, 5) else value(0.0)
+    result, _unused, _unused = analyse(canary, always(value(0.0)), failure_limit=2)
     assert result["verdict"] == "fail"
     assert (result["intervals"], result["failed_intervals"], result["ok_intervals"]) == (3, 2, 1)
 
 
 def test_failures_below_the_limit_pass():
-    canary = lambda call: value(0.1) if call == 1 else value(0.0)  # noqa: E731
-    result, _, _ = analyse(canary, always(value(0.0)), failure_limit=2)
+    def canary(call):
+        return value(0.1) if call == 1 else value(0.0)
+    result, _unused, _unused = analyse(canary, always(value(0.0)), failure_limit=2)
     assert result["verdict"] == "pass"
     assert result["failed_intervals"] == 1
 
@@ -406,7 +408,7 @@ def down():
 
 def test_prometheus_down_is_inconclusive_and_fails_by_default():
     # argoproj/argo-rollouts#4479: every measurement errored, yet the analysis said Successful
-    result, _, _ = analyse(always(down()), always(down()))
+    result, _unused, _unused = analyse(always(down()), always(down()))
     assert result["verdict"] == "fail"
     assert result["inconclusive"] is True
     assert result["inconclusive_intervals"] == 1
@@ -418,13 +420,13 @@ def test_prometheus_down_is_inconclusive_and_fails_by_default():
 
 
 def test_prometheus_down_with_pause_returns_inconclusive():
-    result, _, _ = analyse(always(down()), always(down()), on_inconclusive="pause")
+    result, _unused, _unused = analyse(always(down()), always(down()), on_inconclusive="pause")
     assert result["verdict"] == "inconclusive"
     assert "decide before going on" in result["summary"]
 
 
 def test_prometheus_down_with_pass_passes_only_explicitly_and_says_so():
-    result, _, _ = analyse(always(down()), always(down()), on_inconclusive="pass")
+    result, _unused, _unused = analyse(always(down()), always(down()), on_inconclusive="pass")
     assert result["verdict"] == "pass"
     assert result["inconclusive"] is True
     assert result["inconclusive_intervals"] == 1
@@ -432,7 +434,7 @@ def test_prometheus_down_with_pass_passes_only_explicitly_and_says_so():
 
 
 def test_all_inconclusive_never_passes_even_under_a_generous_limit():
-    result, _, _ = analyse(always(recorded("vector_empty")), always(value(0.0)), inconclusive_limit=100)
+    result, _unused, _unused = analyse(always(recorded("vector_empty")), always(value(0.0)), inconclusive_limit=100)
     assert result["intervals"] == 4
     assert result["inconclusive_intervals"] == 4
     assert result["verdict"] == "fail"
@@ -440,8 +442,9 @@ def test_all_inconclusive_never_passes_even_under_a_generous_limit():
 
 
 def test_some_inconclusive_intervals_under_the_limit_pass_and_are_reported():
-    canary = lambda call: recorded("vector_nan") if call == 1 else value(0.0)  # noqa: E731
-    result, _, _ = analyse(canary, always(value(0.0)), inconclusive_limit=2)
+    def canary(call):
+        return recorded("vector_nan") if call == 1 else value(0.0)
+    result, _unused, _unused = analyse(canary, always(value(0.0)), inconclusive_limit=2)
     assert result["verdict"] == "pass"
     assert result["inconclusive"] is False
     assert result["inconclusive_intervals"] == 1
@@ -449,7 +452,7 @@ def test_some_inconclusive_intervals_under_the_limit_pass_and_are_reported():
 
 
 def test_nan_and_inf_are_reported_as_strings():
-    result, _, _ = analyse(always(recorded("vector_nan")), always(recorded("scalar_inf")), on_inconclusive="pause")
+    result, _unused, _unused = analyse(always(recorded("vector_nan")), always(recorded("scalar_inf")), on_inconclusive="pause")
     m = result["measurements"][0]
     assert (m["canary"], m["baseline"]) == ("NaN", "+Inf")
     json.dumps(result, allow_nan=False)  # the whole result is strict JSON
@@ -458,8 +461,10 @@ def test_nan_and_inf_are_reported_as_strings():
 def test_a_failure_wins_over_missing_data_in_the_same_interval():
     metrics = [ERRORS, MetricSpec(name="latency", query='x{host=~"$HOSTS"}', max=1.0)]
     # call 1: errors canary 0.1 (fail); call 3: latency canary -> no data
-    canary = lambda call: value(0.1) if call == 1 else recorded("vector_empty")  # noqa: E731
-    result, _, _ = analyse(canary, always(value(0.0)), metrics=metrics)
+
+    def canary(call):
+        return value(0.1) if call == 1 else recorded("vector_empty")
+    result, _unused, _unused = analyse(canary, always(value(0.0)), metrics=metrics)
     assert result["verdict"] == "fail"
     assert result["inconclusive"] is False
     assert [m["outcome"] for m in result["measurements"]] == ["fail", "inconclusive"]
@@ -480,13 +485,13 @@ def test_a_range_vector_query_stops_the_analysis_at_once():
 
 
 def test_duration_zero_measures_once_without_sleeping():
-    result, _, fake_time = analyse(always(value(0.0)), always(value(0.0)), duration=0)
+    result, _unused, fake_time = analyse(always(value(0.0)), always(value(0.0)), duration=0)
     assert result["intervals"] == 1
     assert fake_time.sleeps == []
 
 
 def test_result_lists_the_resolved_queries_and_criteria():
-    result, _, _ = analyse(always(value(0.0)), always(value(0.0)))
+    result, _unused, _unused = analyse(always(value(0.0)), always(value(0.0)))
     assert result["queries"] == {"errors": {"canary": 'sum(x{host=~"CANARY"})', "baseline": 'sum(x{host=~"BASELINE"})'}}
     assert result["criteria"][0]["name"] == "errors"
     assert result["criteria"][0]["max"] == 0.05

@@ -258,9 +258,9 @@ def test_netbox_pagination_follows_next_over_several_pages():
         result = client.hosts(CmdbQuery())
     assert [h.name for h in result.hosts] == [f"vm{i:05d}" for i in range(1, 24)]
     assert len(fake.requests) == 5
-    assert [q.get("offset", ["0"])[0] for _, q in fake.requests] == ["0", "5", "10", "15", "20"]
+    assert [q.get("offset", ["0"])[0] for _unused, q in fake.requests] == ["0", "5", "10", "15", "20"]
     assert set(fake.auth_headers) == {"Token s3cret"}
-    assert all(q["exclude"] == ["config_context"] for _, q in fake.requests)
+    assert all(q["exclude"] == ["config_context"] for _unused, q in fake.requests)
 
 
 def test_netbox_filters_are_sent_and_checked():
@@ -273,7 +273,7 @@ def test_netbox_filters_are_sent_and_checked():
     with FakeCmdb(records) as fake:
         result = rest(fake).hosts(CmdbQuery(app="shop", env="prod", roles=["web"], tags=["pci"], sites=["dc1"],
                                             tenants=["blue"], custom_fields={"zone": "z1"}))
-        [(_, query)] = fake.requests
+        [(_unused, query)] = fake.requests
     assert [h.name for h in result.hosts] == ["a"]
     assert query["status"] == ["active"] and query["role"] == ["web"] and query["tag"] == ["pci"]
     assert query["site"] == ["dc1"] and query["cf_app"] == ["shop"] and query["cf_env"] == ["prod"]
@@ -283,7 +283,7 @@ def test_netbox_filters_are_sent_and_checked():
 def test_netbox_app_from_tag_prefix_becomes_a_tag_filter():
     with FakeCmdb([netbox_vm(1, "a", tags=("app-shop",)), netbox_vm(2, "b", tags=("app-cart",))]) as fake:
         result = rest(fake).hosts(CmdbQuery(app="cart", app_from=["tag:app-"]))
-        [(_, query)] = fake.requests
+        [(_unused, query)] = fake.requests
     assert query["tag"] == ["app-cart"] and [h.name for h in result.hosts] == ["b"]
 
 
@@ -311,7 +311,7 @@ def test_netbox_filter_not_sent_is_applied_locally():
     records = [netbox_vm(1, "a", app=None, tags=("app-shop",)), netbox_vm(2, "b", app="cart", tags=())]
     with FakeCmdb(records) as fake:
         result = rest(fake).hosts(CmdbQuery(app="shop", app_from=["custom_fields.app", "tag:app-"]))
-        [(_, query)] = fake.requests
+        [(_unused, query)] = fake.requests
     assert "cf_app" not in query and "tag" not in query
     assert [h.name for h in result.hosts] == ["a"]
 
@@ -319,7 +319,7 @@ def test_netbox_filter_not_sent_is_applied_locally():
 def test_netbox_inactive_group_asks_for_every_status():
     with FakeCmdb([netbox_vm(1, "a"), netbox_vm(2, "b", status="offline")]) as fake:
         result = rest(fake).hosts(CmdbQuery(inactive="group"))
-        [(_, query)] = fake.requests
+        [(_unused, query)] = fake.requests
     assert "status" not in query
     assert [h.name for h in result.hosts] == ["a"] and [h.name for h in result.inactive] == ["b"]
 
@@ -412,7 +412,7 @@ def test_rest_zero_hosts_fail():
 def test_devices_endpoint():
     with FakeCmdb({"devices": [netbox_vm(1, "sw1")], "virtual_machines": [netbox_vm(2, "vm")]}) as fake:
         result = rest(fake).hosts(CmdbQuery(kinds=["devices"]))
-        [(path, _)] = fake.requests
+        [(path, _unused)] = fake.requests
     assert path == "/api/dcim/devices/" and [h.name for h in result.hosts] == ["sw1"]
 
 
@@ -437,7 +437,7 @@ def test_nautobot_depth_status_names_tags_and_cluster_location():
     assert all(q["depth"] == ["1"] and q["status"] == ["Active"] and q["tags"] == ["app-shop"]
                and q["role"] == ["web"] and q["cf_app"] == ["shop"] for q in pages)
     # each distinct location resolved once, not once per VM
-    assert sorted(p for p, _ in fake.requests if p.startswith("/api/dcim/locations/")) == [
+    assert sorted(p for p, _unused in fake.requests if p.startswith("/api/dcim/locations/")) == [
         "/api/dcim/locations/loc-dc1/", "/api/dcim/locations/loc-dc2/"]
     assert len(result.hosts) == 11
     first = result.hosts[0]

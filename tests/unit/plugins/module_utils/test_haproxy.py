@@ -242,7 +242,7 @@ class OneShotServer:
     def serve(self) -> None:
         while True:
             try:
-                conn, _ = self.sock.accept()
+                conn, _unused = self.sock.accept()
             except OSError:
                 return
             with conn:

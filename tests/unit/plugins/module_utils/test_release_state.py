@@ -564,7 +564,7 @@ def test_lock_break_and_release(layout):
 
 
 def test_lock_check_mode_writes_nothing(layout):
-    changed, _, lock = rs.acquire_lock(layout, "r1", "alice", False, check_mode=True)
+    changed, _unused, lock = rs.acquire_lock(layout, "r1", "alice", False, check_mode=True)
     assert changed and lock["release_id"] == "r1"
     assert rs.read_lock(layout) is None
 
@@ -573,8 +573,8 @@ def test_unreadable_lock_file_blocks_until_broken(layout):
     Path(layout.lock_file).write_text("")
     with pytest.raises(rs.ReleaseStateError, match="locked by release None"):
         rs.acquire_lock(layout, "r1", "alice", False, check_mode=False)
-    assert rs.acquire_lock(layout, "r1", "alice", True, check_mode=False)[1] == {"release_id": None,
-                                                                                "unreadable": True}
+    assert rs.acquire_lock(layout, "r1", "alice", True, check_mode=False)[1] == {
+        "release_id": None, "unreadable": True}
     assert rs.read_lock(layout)["release_id"] == "r1"
 
 

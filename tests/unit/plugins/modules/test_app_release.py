@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import tarfile
 import threading
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
-from ansible.module_utils import basic
-from ansible.module_utils.common.text.converters import to_bytes
+from module_args import module_result, patch_module_args
 
 from ansible_collections.sre.rollout.plugins.modules import app_release
 
@@ -28,13 +25,9 @@ def run_module(capsys, args: dict, check_mode: bool = False, diff: bool = False)
         payload["_ansible_check_mode"] = True
     if diff:
         payload["_ansible_diff"] = True
-    basic._ANSIBLE_ARGS = to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": payload}))
-    try:
-        with pytest.raises(SystemExit):
-            app_release.main()
-    finally:
-        basic._ANSIBLE_ARGS = None
-    return json.loads(capsys.readouterr().out)
+    with patch_module_args(payload), pytest.raises(SystemExit):
+        app_release.main()
+    return module_result(capsys.readouterr().out)
 
 
 @pytest.fixture()

@@ -9,8 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from ansible.module_utils import basic
-from ansible.module_utils.common.text.converters import to_bytes
+from module_args import module_result, patch_module_args
 
 from ansible_collections.sre.rollout.plugins.modules import canary_analysis
 
@@ -18,10 +17,9 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "prometheus"
 
 
 def run_module(args: dict, monkeypatch, capsys) -> dict:
-    monkeypatch.setattr(basic, "_ANSIBLE_ARGS", to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": args})))
-    with pytest.raises(SystemExit):
+    with patch_module_args(args), pytest.raises(SystemExit):
         canary_analysis.main()
-    return json.loads(capsys.readouterr().out)
+    return module_result(capsys.readouterr().out)
 
 
 def closed_port_url() -> str:
@@ -110,4 +108,3 @@ def test_bad_configuration_fails_before_querying(monkeypatch, capsys):
     assert out["failed"] is True
     assert "in both `canary` and `baseline`" in out["msg"]
     assert "verdict" not in out
-

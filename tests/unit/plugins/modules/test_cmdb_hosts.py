@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from ansible.module_utils import basic
-from ansible.module_utils.common.text.converters import to_bytes
+from module_args import module_result, patch_module_args
 from cmdb.fake_cmdb_server import FakeCmdb, netbox_vm
 
 from ansible_collections.sre.rollout.plugins.modules import cmdb_hosts
@@ -17,10 +16,9 @@ def run_module(args: dict, monkeypatch, capsys, check: bool = False) -> dict:
     payload = dict(args)
     if check:
         payload["_ansible_check_mode"] = True
-    monkeypatch.setattr(basic, "_ANSIBLE_ARGS", to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": payload})))
-    with pytest.raises(SystemExit):
+    with patch_module_args(payload), pytest.raises(SystemExit):
         cmdb_hosts.main()
-    return json.loads(capsys.readouterr().out)
+    return module_result(capsys.readouterr().out)
 
 
 @pytest.fixture()

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 
 import pytest
-from ansible.module_utils import basic
-from ansible.module_utils.common.text.converters import to_bytes
+from module_args import module_result, patch_module_args
 
 from ansible_collections.sre.rollout.plugins.module_utils import _haproxy
 from ansible_collections.sre.rollout.plugins.modules import lb_member
@@ -77,10 +75,9 @@ def haproxy(monkeypatch):
 
 
 def run_module(args: dict, monkeypatch, capsys) -> dict:
-    monkeypatch.setattr(basic, "_ANSIBLE_ARGS", to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": args})))
-    with pytest.raises(SystemExit):
+    with patch_module_args(args), pytest.raises(SystemExit):
         lb_member.main()
-    return json.loads(capsys.readouterr().out)
+    return module_result(capsys.readouterr().out)
 
 
 def args(**extra) -> dict:

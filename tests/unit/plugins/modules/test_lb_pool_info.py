@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from ansible.module_utils import basic
-from ansible.module_utils.common.text.converters import to_bytes
+from module_args import module_result, patch_module_args
 
 from ansible_collections.sre.rollout.plugins.module_utils import _haproxy
 from ansible_collections.sre.rollout.plugins.modules import lb_pool_info
@@ -16,10 +14,9 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "haproxy"
 
 
 def run_module(args: dict, monkeypatch, capsys) -> dict:
-    monkeypatch.setattr(basic, "_ANSIBLE_ARGS", to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": args})))
-    with pytest.raises(SystemExit):
+    with patch_module_args(args), pytest.raises(SystemExit):
         lb_pool_info.main()
-    return json.loads(capsys.readouterr().out)
+    return module_result(capsys.readouterr().out)
 
 
 def serve(monkeypatch, scenes: dict[str, str]) -> list[tuple[str, str]]:
@@ -48,7 +45,7 @@ def test_two_endpoints_and_ready_on_all(monkeypatch, capsys):
     web02 = out["pools"][1]["members"][1]
     assert (web02["name"], web02["state"], web02["health"], web02["ready"]) == ("web02", "drain", "UP", False)
     assert out["ready_members"] == ["web01", "web03", "web04"]
-    assert all(not c.startswith("set") for _, c in sent)
+    assert all(not c.startswith("set") for _unused, c in sent)
 
 
 def test_maint_via_is_reported(monkeypatch, capsys):

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 
 import pytest
-from ansible.module_utils import basic
-from ansible.module_utils.common.text.converters import to_bytes
+from module_args import module_result, patch_module_args
 
 from ansible_collections.sre.rollout.plugins.modules import release_plan
 
@@ -16,13 +14,9 @@ def run_module(capsys, args: dict, check_mode: bool = False) -> dict:
     payload = dict(args)
     if check_mode:
         payload["_ansible_check_mode"] = True
-    basic._ANSIBLE_ARGS = to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": payload}))
-    try:
-        with pytest.raises(SystemExit):
-            release_plan.main()
-    finally:
-        basic._ANSIBLE_ARGS = None
-    return json.loads(capsys.readouterr().out)
+    with patch_module_args(payload), pytest.raises(SystemExit):
+        release_plan.main()
+    return module_result(capsys.readouterr().out)
 
 
 HOSTS = [{"name": f"web{i:02d}", "zone": f"zone-{'abc'[(i - 1) % 3]}"} for i in range(1, 7)]

@@ -13,8 +13,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from ansible.module_utils import basic
-from ansible.module_utils.common.text.converters import to_bytes
+from module_args import module_result, patch_module_args
 
 from ansible_collections.sre.rollout.plugins.module_utils._common import RolloutError
 from ansible_collections.sre.rollout.plugins.modules import wait_healthy as wh
@@ -84,13 +83,9 @@ def run_module(capsys, args: dict, check_mode: bool = False) -> dict:
     payload = dict(args)
     if check_mode:
         payload["_ansible_check_mode"] = True
-    basic._ANSIBLE_ARGS = to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": payload}))
-    try:
-        with pytest.raises(SystemExit):
-            wh.main()
-    finally:
-        basic._ANSIBLE_ARGS = None
-    return json.loads(capsys.readouterr().out)
+    with patch_module_args(payload), pytest.raises(SystemExit):
+        wh.main()
+    return module_result(capsys.readouterr().out)
 
 
 # ------------------------------------------------------------------- parsing
@@ -154,7 +149,7 @@ def test_normalize_refuses_bad_options(overrides, message):
 
 def test_passes_after_n_in_a_row_resetting_on_failure(server):
     base, script = server({"/health": [(503, "starting"), (200, "ok"), (503, "flap"), (200, "ok")]})
-    passed, progress, _ = wh.wait(params(url=base + "/health", successes=3))
+    passed, progress, _unused = wh.wait(params(url=base + "/health", successes=3))
     assert passed
     assert progress.attempts == 6  # 503, 200, 503 (resets), then 200 x3
     assert progress.in_a_row == 3
@@ -172,21 +167,21 @@ def test_timeout_reports_the_last_error(server):
 
 
 def test_status_code_list(server):
-    base, _ = server({"/": [(204, "")]})
+    base, _unused = server({"/": [(204, "")]})
     assert wh.wait(params(url=base + "/", status_code=[200, 204], successes=1))[0]
 
 
 def test_body_regex(server):
-    base, _ = server({"/health": [(200, "status: degraded"), (200, "status: ok")]})
-    passed, progress, _ = wh.wait(params(url=base + "/health", body_regex=r"status: ok\b", successes=1))
+    base, _unused = server({"/health": [(200, "status: degraded"), (200, "status: ok")]})
+    passed, progress, _unused = wh.wait(params(url=base + "/health", body_regex=r"status: ok\b", successes=1))
     assert passed and progress.attempts == 2
     assert "does not match" in progress.last_error
 
 
 def test_json_path_and_value(server, monkeypatch):
-    base, _ = server({"/status": [(200, "not json"), (200, json.dumps({"checks": {"db": "down"}})),
-                                  (200, json.dumps({"checks": {}})),
-                                  (200, json.dumps({"checks": {"db": "up"}}))]})
+    base, _unused = server({"/status": [(200, "not json"), (200, json.dumps({"checks": {"db": "down"}})),
+                                        (200, json.dumps({"checks": {}})),
+                                        (200, json.dumps({"checks": {"db": "up"}}))]})
     seen = []
     original = wh.check_json_field
 
@@ -195,7 +190,7 @@ def test_json_path_and_value(server, monkeypatch):
         return seen[-1]
 
     monkeypatch.setattr(wh, "check_json_field", spy)
-    passed, progress, _ = wh.wait(params(url=base + "/status", json_path="checks.db", json_value="up", successes=1))
+    passed, progress, _unused = wh.wait(params(url=base + "/status", json_path="checks.db", json_value="up", successes=1))
     assert passed and progress.attempts == 4
     assert seen[:3] == ["body is not JSON, cannot read 'checks.db'", "JSON field 'checks.db' is 'down', expected 'up'",
                         "JSON field 'checks.db' is missing"]
@@ -205,52 +200,52 @@ def test_expect_version_waits_for_the_new_process(server):
     base, script = server({"/health": [(200, "ok")],
                            "/version": [(200, json.dumps({"version": "1.0.0"})),
                                         (200, json.dumps({"version": "1.1.0"}))]})
-    passed, progress, _ = wh.wait(params(url=base + "/health", expect_version="1.1.0", successes=2))
+    passed, progress, _unused = wh.wait(params(url=base + "/health", expect_version="1.1.0", successes=2))
     assert passed and progress.version == "1.1.0" and progress.attempts == 3
     assert "version is '1.0.0', expected '1.1.0'" in progress.last_error
 
 
 def test_version_field_and_endpoint_errors(server):
-    base, _ = server({"/health": [(200, "ok")], "/v": [(500, "boom"), (200, "nope"), (200, "{}"),
-                                                       (200, json.dumps({"build": {"v": "2"}}))]})
-    passed, progress, _ = wh.wait(params(url=base + "/health", version_url=base + "/v", version_field="build.v",
-                                         expect_version="2", successes=1))
+    base, _unused = server({"/health": [(200, "ok")], "/v": [(500, "boom"), (200, "nope"), (200, "{}"),
+                                                             (200, json.dumps({"build": {"v": "2"}}))]})
+    passed, progress, _unused = wh.wait(params(url=base + "/health", version_url=base + "/v", version_field="build.v",
+                                               expect_version="2", successes=1))
     assert passed and progress.version == "2" and progress.attempts == 4
 
 
 def test_version_mismatch_times_out(server):
-    base, _ = server({"/health": [(200, "ok")], "/version": [(200, json.dumps({"version": "1.0.0"}))]})
-    passed, progress, _ = wh.wait(params(url=base + "/health", expect_version="9.9.9", timeout=0.2,
-                                         interval=0.05))
+    base, _unused = server({"/health": [(200, "ok")], "/version": [(200, json.dumps({"version": "1.0.0"}))]})
+    passed, progress, _unused = wh.wait(params(url=base + "/health", expect_version="9.9.9", timeout=0.2,
+                                               interval=0.05))
     assert not passed and progress.version == "1.0.0"
     assert "expected '9.9.9'" in progress.last_error
 
 
 def test_connection_refused_is_an_error_not_an_exception():
     port = free_port()
-    passed, progress, _ = wh.wait(params(url=f"http://127.0.0.1:{port}/health", timeout=0.1))
+    passed, progress, _unused = wh.wait(params(url=f"http://127.0.0.1:{port}/health", timeout=0.1))
     assert not passed and progress.last.status is None
     assert progress.last_error.startswith(f"cannot connect to http://127.0.0.1:{port}/health")
 
 
 def test_slow_answer_hits_request_timeout(server):
-    base, _ = server({"/health": [(200, "ok")]}, delay=1.5)
-    passed, progress, _ = wh.wait(params(url=base + "/health", request_timeout=0.5, timeout=0.1, successes=1))
+    base, _unused = server({"/health": [(200, "ok")]}, delay=1.5)
+    passed, progress, _unused = wh.wait(params(url=base + "/health", request_timeout=0.5, timeout=0.1, successes=1))
     assert not passed
     assert "within 0.5s" in progress.last_error or "timed out" in progress.last_error
 
 
 def test_tcp_checks(server):
-    base, _ = server({})
+    base, _unused = server({})
     port = int(base.rsplit(":", 1)[1])
     assert wh.wait(params(url=None, tcp=f"127.0.0.1:{port}", successes=2))[0]
-    passed, progress, _ = wh.wait(params(url=None, tcp=f"127.0.0.1:{free_port()}", timeout=0.1))
+    passed, progress, _unused = wh.wait(params(url=None, tcp=f"127.0.0.1:{free_port()}", timeout=0.1))
     assert not passed and progress.last_error.startswith("cannot connect to 127.0.0.1:")
 
 
 def test_last_body_is_truncated(server):
-    base, _ = server({"/": [(200, "x" * 5000)]})
-    _, progress, _ = wh.wait(params(url=base + "/", successes=1))
+    base, _unused = server({"/": [(200, "x" * 5000)]})
+    _unused, progress, _unused = wh.wait(params(url=base + "/", successes=1))
     assert len(progress.last.body) == wh.BODY_LIMIT
 
 
@@ -276,7 +271,7 @@ def test_wait_never_sleeps_past_the_deadline(monkeypatch):
 
 
 def test_main_success_result(server, capsys):
-    base, _ = server({"/health": [(200, "ok")], "/version": [(200, json.dumps({"version": "1.0.0"}))]})
+    base, _unused = server({"/health": [(200, "ok")], "/version": [(200, json.dumps({"version": "1.0.0"}))]})
     result = run_module(capsys, {"url": base + "/health", "expect_version": "1.0.0", "interval": 0})
     assert result["changed"] is False and "failed" not in result
     assert result["attempts"] == 3 and result["successes"] == 3
@@ -293,7 +288,7 @@ def test_main_runs_in_check_mode(server, capsys):
 
 
 def test_main_failure_says_what_and_returns_details(server, capsys):
-    base, _ = server({"/health": [(503, "warming up")]})
+    base, _unused = server({"/health": [(503, "warming up")]})
     result = run_module(capsys, {"url": base + "/health", "interval": 0.05, "timeout": 0.2})
     assert result["failed"] is True
     assert result["msg"].startswith(f"{base}/health not healthy after")
