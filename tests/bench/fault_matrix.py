@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The fault matrix: a release of the running lab with one fault injected at one step of one host's swap.
 
 A row is a fault x step. The fault hits the first host of batch 1 (the canary is already released):
