@@ -3,7 +3,7 @@
 # Services are never started by the package scripts: the lab starts its own
 # copies on loopback (see tests/lab/lab.py).
 set -euo pipefail
-packages=(haproxy nginx prometheus prometheus-alertmanager openssh-server openssh-client python3 ca-certificates)
+packages=(haproxy nginx libnginx-mod-http-lua lua-resty-core prometheus prometheus-alertmanager openssh-server openssh-client python3 ca-certificates)
 missing=()
 for p in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
