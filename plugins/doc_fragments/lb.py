@@ -47,8 +47,8 @@ options:
         (O(ignore:members) of M(sre.rollout.lb_member)) change in one edit, one C(nginx -t) and one reload per
         instance. B(Residual,) measured in the lab at 50 requests/s with 8 kept-alive clients, each reload makes
         the old workers close their idle kept-alive client connections, and a client that reuses such a
-        connection without probing it loses that request (about one request per kept-alive client per
-        reload; 8 of 8 clients at each of 10 bare reloads). Clients that retry idempotent requests on a
+        connection without probing it loses that request (one request per kept-alive client per reload, seen as a reset
+        connection; 32 failed of 32 kept-alive clients' first requests after 4 bare reloads with 8 clients). Clients that retry idempotent requests on a
         closed pooled connection hide it; fresh connections see nothing. Use V(lua) where the module is
         available.
     type: str

@@ -18,7 +18,8 @@ idle for ``STOP_IDLE_GRACE`` seconds, then exit.
 Behaviour comes from ``behavior.json`` beside this file (baked into each
 artifact) and may be overridden by the host's ``shared/app.env``:
 ``APP_STARTUP_DELAY`` (seconds before /health turns 200), ``APP_ERROR_RATE``
-(share of ``/`` requests answered with 500), ``APP_UNHEALTHY`` (never ready).
+(share of ``/`` requests answered with 500), ``APP_UNHEALTHY`` (never ready),
+``APP_STOP_IDLE_GRACE`` (seconds, see above).
 """
 
 from __future__ import annotations
@@ -231,7 +232,8 @@ def main() -> int:
     print(f"{app.name} {app.version} listening on {app.host}:{server.server_address[1]}", flush=True)
     server.serve_forever(poll_interval=0.2)
     server.socket.close()  # no new connections from here on
-    while app.close_idle(STOP_IDLE_GRACE):
+    grace = float(env.get("APP_STOP_IDLE_GRACE", STOP_IDLE_GRACE))
+    while app.close_idle(grace):
         time.sleep(0.05)
     server.server_close()  # joins the request threads (every connection is closed by now)
     print(f"{app.name} {app.version} stopped", flush=True)
