@@ -47,12 +47,13 @@ def failure_kind(exc: BaseException) -> str:
     """The kind of a failed request, from the exception http.client / socket raised."""
     if isinstance(exc, ConnectionRefusedError):
         return "refused"
-    if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
-        return "reset"
-    # RemoteDisconnected (closed before the status line), IncompleteRead (body cut short),
-    # BadStatusLine (an empty or broken status line): the server closed without a whole answer.
+    # RemoteDisconnected (closed before the status line; a ConnectionResetError subclass, so first),
+    # IncompleteRead (body cut short), BadStatusLine (an empty or broken status line): the server
+    # closed the connection without a whole answer.
     if isinstance(exc, (http.client.RemoteDisconnected, http.client.IncompleteRead, http.client.BadStatusLine)):
         return "closed"
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
+        return "reset"
     if isinstance(exc, (socket.timeout, TimeoutError)):
         return "timeout"
     return "other"
