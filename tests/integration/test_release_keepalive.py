@@ -89,3 +89,47 @@ def test_release_and_rollback_drop_no_request_of_either_kind_on_either_lb(fresh,
     counters_after = haproxy_backend_counters(lab)
     assert counters_after == counters_before, json.dumps({"before": counters_before, "after": counters_after})
     assert nginx_workers(lab) == workers_before, "nginx was reloaded during the release"
+
+
+def test_release_through_nginx_reload_mode_reports_its_residual_per_kind(fresh, ansible):
+    """The reload mode under the same judge: HAProxy and fresh connections lose nothing; kept-alive clients
+    of the reloaded nginx lose at most one request each per reload, reported per kind.
+
+    The release role drains and enables one host per lb_member call, so each host step is one reload
+    (lb_member's ``members`` makes it one per batch step for a caller that passes the batch).
+    """
+    lab = fresh
+    ng = lab["nginx_reload"]
+    lbs = [
+        {"name": "haproxy", "backend": "haproxy", "endpoints": [lab["haproxy"]["socket"]],
+         "pool": lab["haproxy"]["backend"], "member": "{{ inventory_hostname }}"},
+        {"name": "nginx-reload", "backend": "nginx", "endpoints": [ng["endpoint"]], "pool": ng["upstream"],
+         "member": "{{ ansible_host | default(inventory_hostname) }}:8080", "nginx_conf": ng["conf"],
+         "nginx_prefix": ng["prefix"], "nginx_binary": ng["binary"], "nginx_pidfile": ng["pidfile"],
+         "health_uri": "/health"},
+    ]
+    clients = 8
+    rid = release_id("reload-mode")
+    with labkit.LoadRun(lab["haproxy"]["url"], rate=30) as via_haproxy, \
+            labkit.LoadRun(ng["url"], rate=30, keepalive_clients=clients) as via_nginx:
+        run = ansible.playbook("playbooks/release.yml",
+                               extravars={"rollout_version": "1.1.0", "rollout_approval": "none",
+                                          "rollout_release_id": rid, "rollout_lbs": lbs})
+    assert run.rc == 0, run.stdout[-3000:]
+    assert ledger(rid)["result"] == "success"
+    steps = [r for task in ("Steps | Drain the host from every load balancer",
+                            "Steps | Warm up and put the host back in every load balancer")
+             for r in run.results(task=task) if (r.get("item") or {}).get("name") == "nginx-reload"]
+    reloads = sum(r["reloads"] for r in steps)
+    hosts = len(lab["hosts"])
+    keepalive, fresh_ = via_nginx.summary["by_kind"]["keepalive"], via_nginx.summary["by_kind"]["fresh"]
+    print(json.dumps({"nginx_reload_mode": {"reloads": reloads, "host_steps": len(steps),
+                                            "keepalive": keepalive["failures"], "fresh": fresh_["failures"],
+                                            "keepalive_requests": keepalive["requests"],
+                                            "fresh_requests": fresh_["requests"]}}))
+    print(f"through nginx (reload mode):\n{via_nginx.describe()}")
+    assert len(steps) == 2 * hosts and all(r["reloads"] == 1 for r in steps)  # one reload per step, no more
+    assert_no_failure("through HAProxy", via_haproxy)
+    assert fresh_["requests"] > 100 and fresh_["errors"] == 0, via_nginx.describe()
+    assert {k for k, v in keepalive["failures"].items() if v} <= {"reset", "closed"}, via_nginx.describe()
+    assert keepalive["errors"] <= reloads * clients, via_nginx.describe()
