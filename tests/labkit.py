@@ -52,14 +52,20 @@ def ansible_env(extra: dict | None = None) -> dict:
 class LoadRun:
     """Constant load through a URL while the ``with`` block runs.
 
-    ``summary`` holds load.py's JSON once the block exits; ``errors`` is the
-    total of non-2xx answers and connection errors.
+    Half the rate (``keepalive_share``) comes from clients that keep their connection alive and reuse
+    it without probing or retrying, half from clients that open a fresh connection per request.
+    ``summary`` holds load.py's JSON once the block exits; ``errors`` is the total of non-2xx
+    answers and connection errors of both kinds, ``by_kind`` the same per client kind with its
+    ``failures`` per kind of failure (refused, reset, closed, timeout, non_2xx, other).
     """
 
     def __init__(self, url: str, rate: float = 40, path: str = "/", max_seconds: int = 900,
-                 timeout: float = 10.0, concurrency: int = 16, events: bool = False) -> None:
+                 timeout: float = 10.0, concurrency: int = 16, events: bool = False,
+                 keepalive_share: float = 0.5, keepalive_clients: int = 8) -> None:
         self.url = url.rstrip("/") + path
         self.rate = rate
+        self.keepalive_share = keepalive_share
+        self.keepalive_clients = keepalive_clients
         self.max_seconds = max_seconds
         self.timeout = timeout
         self.concurrency = concurrency
@@ -70,7 +76,8 @@ class LoadRun:
     def __enter__(self) -> "LoadRun":
         cmd = [sys.executable, str(LOAD_PY), "--url", self.url, "--rate", str(self.rate),
                "--duration", str(self.max_seconds), "--timeout", str(self.timeout),
-               "--concurrency", str(self.concurrency)]
+               "--concurrency", str(self.concurrency), "--keepalive-share", str(self.keepalive_share),
+               "--keepalive-clients", str(self.keepalive_clients)]
         if self.events_file:
             cmd += ["--events", str(self.events_file)]
         self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -93,10 +100,28 @@ class LoadRun:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    def failures(self) -> dict[str, dict[str, int]]:
+        """Failures per client kind and per kind of failure: ``{"keepalive": {"closed": 2, ...}, ...}``."""
+        return {kind: dict(counts["failures"]) for kind, counts in self.summary.get("by_kind", {}).items()}
+
+    def describe(self) -> str:
+        """One line per client kind: requests, failures per kind (for messages and summaries)."""
+        return describe_load(self.summary)
+
     def events(self) -> list[dict]:
         if not self.events_file:
             return []
         return [json.loads(line) for line in self.events_file.read_text().splitlines() if line.strip()]
+
+
+def describe_load(summary: dict) -> str:
+    """load.py's JSON as one line per client kind: requests, errors and the failures that are not 0."""
+    lines = []
+    for kind, counts in summary.get("by_kind", {}).items():
+        failed = {k: v for k, v in counts["failures"].items() if v}
+        lines.append(f"{kind:9s} requests={counts['requests']} ok={counts['ok']} errors={counts['errors']} "
+                     f"failures={failed or 0} p99={counts['p99_ms']}ms")
+    return "\n".join(lines)
 
 
 @dataclass

@@ -84,7 +84,13 @@ def haproxy_states(lab: dict) -> dict[str, str]:
 
 
 def nginx_down_members(lab: dict) -> list[str]:
-    text = Path(lab["nginx"]["upstream_file"]).read_text()
+    """Addresses of the members the lab's nginx does not send to (Lua mode: not ready; reload mode: down)."""
+    ng = lab["nginx"]
+    if ng.get("mode") == "lua":
+        with urllib.request.urlopen(f"{ng['admin_url']}/{ng['upstream']}", timeout=5) as r:
+            rows = [line.split() for line in r.read().decode().splitlines() if line.strip()]
+        return [row[1] for row in rows if row[2] != "ready" or row[3] == "0"]
+    text = Path(ng["upstream_file"]).read_text()
     return [line.split()[1] for line in text.splitlines() if line.strip().startswith("server") and " down" in line]
 
 

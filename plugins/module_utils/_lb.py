@@ -17,15 +17,17 @@ from __future__ import annotations
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ansible_collections.sre.rollout.plugins.module_utils._common import RolloutError
 from ansible_collections.sre.rollout.plugins.module_utils._haproxy import (
     ADMF_FDRAIN, ADMF_FMAINT, HAProxyError, RuntimeAPI, resolve_weight,
 )
 from ansible_collections.sre.rollout.plugins.module_utils._nginx import (
-    NginxInstance, as_member, connection_counts, find_server, probe, still_running,
+    LuaBalancer, NginxInstance, as_lua_member, as_member, connection_counts, find_lua_member, find_server, probe,
+    still_running,
 )
 
 TARGET_STATE = {"drained": "maint", "disabled": "maint", "enabled": "ready"}
@@ -38,8 +40,11 @@ COMMON_ARGUMENT_SPEC = dict(
     nginx_prefix=dict(type="path"),
     nginx_pidfile=dict(type="path", default="/run/nginx.pid"),
     nginx_binary=dict(type="path", default="/usr/sbin/nginx"),
+    nginx_mode=dict(type="str", choices=["reload", "lua"], default="reload"),
+    nginx_admin_url=dict(type="str"),
 )
-NGINX_KEYS = ("upstream_file", "conf", "prefix", "pidfile", "binary")
+NGINX_KEYS = ("upstream_file", "conf", "prefix", "pidfile", "binary", "mode", "admin_url")
+NGINX_MODES = ("reload", "lua")
 
 
 def parse_quantity(value: Any, total: int, what: str = "min_ready") -> int:
@@ -64,18 +69,21 @@ def ready_names(members: list[dict[str, Any]]) -> list[str]:
     return [m["name"] for m in members if m["ready"]]
 
 
-def capacity_check(members: list[dict[str, Any]], leaving: dict[str, Any], min_ready: Any,
+def capacity_check(members: list[dict[str, Any]], leaving: dict[str, Any] | list[dict[str, Any]], min_ready: Any,
                    where: str) -> None:
-    """Refuse if fewer than ``min_ready`` members other than ``leaving`` would stay ready."""
+    """Refuse if fewer than ``min_ready`` members other than ``leaving`` (one or several) would stay ready."""
+    leaving_list = leaving if isinstance(leaving, list) else [leaving]
+    names = [m["name"] for m in leaving_list]
     pool_size = len([m for m in members if not m["backup"]])
     required = parse_quantity(min_ready, pool_size)
-    others = [name for name in ready_names(members) if name != leaving["name"]]
+    others = [name for name in ready_names(members) if name not in names]
     if len(others) < required:
         raise RolloutError(
-            f"refusing to take {leaving['name']} out of {where}: only {len(others)} other member(s) would stay "
+            f"refusing to take {', '.join(names)} out of {where}: only {len(others)} other member(s) would stay "
             f"ready ({', '.join(others) or 'none'}) and min_ready is {min_ready} ({required} of {pool_size}). "
             f"Bring members back first, or lower min_ready.",
-            member=leaving["name"], ready_members=others, min_ready=min_ready, required=required)
+            member=names[0] if len(names) == 1 else names, ready_members=others, min_ready=min_ready,
+            required=required)
 
 
 # -- drivers ---------------------------------------------------------------------------------------
@@ -89,6 +97,15 @@ class HAProxyDriver:
         self.address = address
         self.api = RuntimeAPI(endpoint, timeout)
         self.name = member
+
+    @property
+    def lb_key(self) -> tuple:
+        return (self.kind, self.endpoint, self.pool)
+
+    @staticmethod
+    def batch():
+        """Changes through the runtime API apply one by one: nothing to collect."""
+        return nullcontext()
 
     def snapshot(self) -> list[dict[str, Any]]:
         return [s.as_dict() for s in self.api.servers(self.pool).values()]
@@ -171,6 +188,14 @@ class NginxDriver:
         self.old_workers: dict[int, str] = {}
         self.name = member
 
+    @property
+    def lb_key(self) -> tuple:
+        return (self.kind, self.endpoint, self.pool)
+
+    def batch(self):
+        """Changes of every member on this instance made in the block: one edit, one ``nginx -t``, one reload."""
+        return self.instance.deferred()
+
     def _health(self, server) -> str:
         return probe(server.address, self.health_uri) if self.health_uri else "UNKNOWN"
 
@@ -244,8 +269,104 @@ class NginxDriver:
         return health == "UP", health
 
 
-def nginx_instance(endpoint: Any, defaults: dict[str, Any], timeout: float) -> NginxInstance:
-    """An endpoint is the upstream file path, or a dict of upstream_file/conf/prefix/pidfile/binary."""
+class NginxLuaDriver:
+    """nginx in Lua mode: the balancer's shared dict, through its admin API; never a reload.
+
+    Drain: ``drain`` (the balancer picks the member for no new request), wait until its in-flight
+    count is 0, then ``maint``. The in-flight count is the balancer's own: +1 when it picks the
+    member for a request, -1 when the request is logged.
+    """
+
+    kind = "nginx"
+    mode = "lua"
+
+    def __init__(self, balancer: LuaBalancer, pool: str, member: str, address: str | None,
+                 health_uri: str | None) -> None:
+        self.balancer = balancer
+        self.endpoint = balancer.admin_url
+        self.pool = pool
+        self.member = member
+        self.address = address
+        self.health_uri = health_uri
+        self.name = member
+
+    @property
+    def lb_key(self) -> tuple:
+        return (self.kind, self.endpoint, self.pool)
+
+    @staticmethod
+    def batch():
+        return nullcontext()
+
+    def _health(self, member) -> str:
+        return probe(member.address, self.health_uri) if self.health_uri else "UNKNOWN"
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        members = self.balancer.members(self.pool)
+        with ThreadPoolExecutor(max_workers=min(16, len(members) or 1)) as pool:
+            health = list(pool.map(self._health, members))
+        return [as_lua_member(m, h) for m, h in zip(members, health)]
+
+    def find(self, members: list[dict[str, Any]]) -> dict[str, Any]:
+        found = find_lua_member(self.balancer.members(self.pool), self.member, self.address,
+                                f"nginx admin API {self.endpoint} pool {self.pool!r}")
+        self.name = found.name
+        self.address = found.address
+        return next(m for m in members if m["name"] == found.name)
+
+    def preflight(self) -> None:
+        pass  # the snapshot already reached the admin API
+
+    @staticmethod
+    def in_state(current: dict[str, Any], target: str) -> bool:
+        return current["state"] == target
+
+    @staticmethod
+    def sessions(current: dict[str, Any]) -> int | None:
+        return current["sessions"]
+
+    def take_out(self, current: dict[str, Any]) -> None:
+        if current["state"] != "drain":
+            self.balancer.set(self.pool, self.name, state="drain")
+
+    def remaining(self) -> int:
+        return self.balancer.member(self.pool, self.name).in_flight
+
+    def force(self) -> None:
+        """nginx cannot cut one upstream's requests without a reload: they run on; the member goes to maint."""
+
+    def finish(self) -> None:
+        self.balancer.set(self.pool, self.name, state="maint")
+
+    def disable(self) -> None:
+        self.balancer.set(self.pool, self.name, state="maint")
+
+    def enable(self) -> None:
+        self.balancer.set(self.pool, self.name, state="ready")
+
+    def restore(self, previous: dict[str, Any]) -> None:
+        self.balancer.set(self.pool, self.name, state=previous["state"])
+
+    def resolve_weight(self, current: dict[str, Any], weight: Any) -> int:
+        """A whole number from 1; ``100%`` keeps the member's current weight."""
+        text = str(weight).strip()
+        if text == "100%":
+            return current["weight"]
+        if not text.isdigit() or int(text) < 1:
+            raise RolloutError(f"nginx weights are whole numbers from 1, or '100%' for the member's weight as it "
+                               f"is; got {weight!r}", weight=weight)
+        return int(text)
+
+    def set_weight(self, weight: int) -> None:
+        self.balancer.set(self.pool, self.name, weight=weight)
+
+    def healthy(self) -> tuple[bool, str]:
+        health = probe(self.address, self.health_uri) if self.health_uri else "UNKNOWN"
+        return health == "UP", health
+
+
+def nginx_spec(endpoint: Any, defaults: dict[str, Any]) -> dict[str, Any]:
+    """An endpoint is the upstream file path (reload mode), or a dict of NGINX_KEYS over ``defaults``."""
     spec = {key: defaults.get(key) for key in NGINX_KEYS}
     if isinstance(endpoint, dict):
         unknown = set(endpoint) - set(NGINX_KEYS)
@@ -253,31 +374,69 @@ def nginx_instance(endpoint: Any, defaults: dict[str, Any], timeout: float) -> N
             raise RolloutError(f"unknown keys {sorted(unknown)} in an nginx endpoint; use {', '.join(NGINX_KEYS)}",
                                endpoint=endpoint)
         spec.update({k: v for k, v in endpoint.items() if v is not None})
+    elif spec.get("mode") == "lua":
+        spec["admin_url"] = str(endpoint)
     else:
         spec["upstream_file"] = str(endpoint)
-    if not spec.get("upstream_file"):
+    spec["mode"] = spec.get("mode") or "reload"
+    if spec["mode"] not in NGINX_MODES:
+        raise RolloutError(f"nginx mode must be one of {', '.join(NGINX_MODES)}, got {spec['mode']!r}",
+                           endpoint=endpoint)
+    if spec["mode"] == "lua" and not spec.get("admin_url"):
+        raise RolloutError("an nginx endpoint in lua mode needs admin_url (the balancer's admin location, such as "
+                           "http://127.0.0.1:8081/sre-rollout): set it in the endpoint or as nginx_admin_url",
+                           endpoint=endpoint)
+    if spec["mode"] == "reload" and not spec.get("upstream_file"):
         raise RolloutError("an nginx endpoint needs upstream_file (the file holding the upstream block)",
                            endpoint=endpoint)
-    return NginxInstance(timeout=timeout, **{k: v for k, v in spec.items() if v is not None})
+    return spec
+
+
+def nginx_instance(endpoint: Any, defaults: dict[str, Any], timeout: float) -> NginxInstance:
+    """The reload mode's instance of an endpoint (see ``nginx_spec``)."""
+    spec = nginx_spec(endpoint, defaults)
+    keys = ("upstream_file", "conf", "prefix", "pidfile", "binary")
+    return NginxInstance(timeout=timeout, **{k: spec[k] for k in keys if spec.get(k) is not None})
 
 
 def make_drivers(params: dict[str, Any]) -> list[Any]:
-    """Drivers for the module options backend/endpoints/pool/member/address/timeout/health_uri/nginx_*."""
+    """Drivers for the module options backend/endpoints/pool/member(s)/address/timeout/health_uri/nginx_*.
+
+    One driver per member and endpoint, members first; the drivers of one nginx endpoint share its
+    instance, so that a batch of members changes in one edit and one reload.
+    """
     endpoints = params["endpoints"] or []
     if not endpoints:
         raise RolloutError("endpoints is empty: give at least one LB endpoint")
+    members = params.get("members") or [params.get("member") or ""]
+    if params.get("members") and params.get("address"):
+        raise RolloutError("address applies to one member; with members, name each member (or give its "
+                           "address as the name)")
     nginx_defaults = {key: params.get(f"nginx_{key}") for key in NGINX_KEYS}
-    drivers = []
+    clients: list[Any] = []
     for endpoint in endpoints:
         if params["backend"] == "haproxy":
             if not isinstance(endpoint, str):
                 raise RolloutError(f"an HAProxy endpoint is a socket path or tcp://host:port, got {endpoint!r}")
-            drivers.append(HAProxyDriver(endpoint, params["pool"], params.get("member") or "", params.get("address"),
-                                         params["timeout"]))
+            clients.append(endpoint)
+            continue
+        spec = nginx_spec(endpoint, nginx_defaults)
+        if spec["mode"] == "lua":
+            clients.append(LuaBalancer(spec["admin_url"], params["timeout"]))
         else:
-            drivers.append(NginxDriver(nginx_instance(endpoint, nginx_defaults, params["timeout"]), params["pool"],
-                                       params.get("member") or "", params.get("address"),
-                                       params.get("health_uri")))
+            clients.append(nginx_instance(endpoint, nginx_defaults, params["timeout"]))
+    drivers: list[Any] = []
+    for member in members:
+        for client in clients:
+            if params["backend"] == "haproxy":
+                drivers.append(HAProxyDriver(client, params["pool"], member, params.get("address"),
+                                             params["timeout"]))
+            elif isinstance(client, LuaBalancer):
+                drivers.append(NginxLuaDriver(client, params["pool"], member, params.get("address"),
+                                              params.get("health_uri")))
+            else:
+                drivers.append(NginxDriver(client, params["pool"], member, params.get("address"),
+                                           params.get("health_uri")))
     return drivers
 
 
@@ -316,8 +475,27 @@ class Options:
     poll_interval: float = 0.5
 
 
+@contextmanager
+def batched(views: list[LBView]) -> Iterator[None]:
+    """Every driver's batch around the block: the reload mode applies the block's changes in one reload."""
+    with ExitStack() as stack:
+        seen: set[int] = set()
+        for view in views:
+            shared = id(getattr(view.driver, "instance", view.driver))
+            if shared in seen or not hasattr(view.driver, "batch"):
+                continue
+            seen.add(shared)
+            stack.enter_context(view.driver.batch())
+        yield
+
+
 class Operation:
-    """Bring one member to ``options.state`` on every LB of ``drivers``."""
+    """Bring one member, or several, to ``options.state`` on every LB of ``drivers``.
+
+    ``drivers`` holds one driver per member and LB (``make_drivers``). Members of one batch are
+    taken out together: one capacity check per LB for all of them, one drain deadline, and in
+    nginx's reload mode one edit and one reload per LB for each step.
+    """
 
     def __init__(self, drivers: list[Any], options: Options, check_mode: bool = False,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
@@ -329,11 +507,26 @@ class Operation:
         self.views: list[LBView] = []
         self.target = TARGET_STATE[options.state]
 
+    def key(self, view: LBView) -> str:
+        """How results and messages name a view: its endpoint, and its member when there are several."""
+        if len({d.member for d in self.drivers}) > 1:
+            return f"{view.driver.endpoint} {view.driver.name}"
+        return view.driver.endpoint
+
+    @property
+    def members_label(self) -> str:
+        names = list(dict.fromkeys(d.member for d in self.drivers))
+        return ", ".join(names)
+
     # -- look ----------------------------------------------------------------
     def look(self) -> None:
-        """Read every LB first: if any is unreachable or lacks the member, nothing is touched."""
+        """Read every LB first: if any is unreachable or lacks a member, nothing is touched."""
+        snapshots: dict[tuple, list[dict[str, Any]]] = {}
         for driver in self.drivers:
-            members = driver.snapshot()
+            key = getattr(driver, "lb_key", id(driver))
+            if key not in snapshots:
+                snapshots[key] = driver.snapshot()
+            members = snapshots[key]
             self.views.append(LBView(driver=driver, members=members, before=driver.find(members)))
         for view in self.views:
             view.state_change = not view.driver.in_state(view.before, self.target)
@@ -342,10 +535,14 @@ class Operation:
             if view.changed:
                 view.driver.preflight()
         if self.target == "maint":
+            leaving: dict[Any, list[LBView]] = {}
             for view in self.views:
                 if view.state_change and view.before["ready"]:
-                    capacity_check(view.members, view.before, self.opts.min_ready,
-                                   f"pool {view.driver.pool!r} at {view.driver.endpoint}")
+                    leaving.setdefault(getattr(view.driver, "lb_key", id(view.driver)), []).append(view)
+            for views in leaving.values():
+                first = views[0]
+                capacity_check(first.members, [v.before for v in views], self.opts.min_ready,
+                               f"pool {first.driver.pool!r} at {first.driver.endpoint}")
 
     def _plan_weights(self, view: LBView) -> None:
         final = self.opts.weight
@@ -365,7 +562,8 @@ class Operation:
             if self.opts.state == "drained":
                 self._drain()
             elif self.opts.state == "disabled":
-                self._each(lambda v: v.driver.disable(), only_state=True)
+                with batched(self.views):
+                    self._each(lambda v: v.driver.disable(), only_state=True)
             else:
                 self._enable()
             if self.target == "maint":
@@ -384,9 +582,10 @@ class Operation:
     def _drain(self) -> None:
         out = [v for v in self.views if v.state_change]
         try:
-            for view in out:
-                view.driver.take_out(view.before)
-                view.touched = True
+            with batched(out):
+                for view in out:
+                    view.driver.take_out(view.before)
+                    view.touched = True
         except RolloutError as exc:
             self._restore(out, exc)
             raise
@@ -396,8 +595,8 @@ class Operation:
         left: dict[str, int] = {}
         while True:
             for view in list(pending):
-                left[view.driver.endpoint] = view.driver.remaining()
-                if left[view.driver.endpoint] == 0:
+                left[self.key(view)] = view.driver.remaining()
+                if left[self.key(view)] == 0:
                     view.waited = round(self.clock() - start, 3)
                     pending.remove(view)
             now = self.clock()
@@ -408,30 +607,32 @@ class Operation:
             view.waited = round(self.clock() - start, 3)
         if pending and self.opts.on_timeout == "fail":
             error = RolloutError(
-                f"{self.drivers[0].member} still had work in flight after drain_timeout={self.opts.drain_timeout}s "
-                f"on {', '.join(v.driver.endpoint for v in pending)} "
-                f"({', '.join(str(left[v.driver.endpoint]) for v in pending)} left). Raise drain_timeout, or use "
+                f"{self.members_label} still had work in flight after drain_timeout={self.opts.drain_timeout}s "
+                f"on {', '.join(self.key(v) for v in pending)} "
+                f"({', '.join(str(left[self.key(v)]) for v in pending)} left). Raise drain_timeout, or use "
                 f"on_timeout=force to cut the remaining sessions.",
-                remaining={v.driver.endpoint: left[v.driver.endpoint] for v in pending},
+                remaining={self.key(v): left[self.key(v)] for v in pending},
                 waited=round(self.clock() - start, 3))
             self._restore(out, error)
             raise error
         for view in pending:
             view.driver.force()
             view.forced = True
-        for view in out:
-            view.driver.finish()
+        with batched(out):
+            for view in out:
+                view.driver.finish()
 
     def _restore(self, views: list[LBView], error: RolloutError) -> None:
         """Put the LBs already changed back to their previous state; say so in ``error``."""
         restored, failed = [], {}
-        for view in views:
-            if not view.touched:
-                continue
-            try:
-                view.driver.restore(view.before)
-                restored.append(view.driver.endpoint)
-            except RolloutError as exc:
+        touched = [v for v in views if v.touched]
+        try:
+            with batched(touched):
+                for view in touched:
+                    view.driver.restore(view.before)
+            restored = list(dict.fromkeys(v.driver.endpoint for v in touched))
+        except RolloutError as exc:
+            for view in touched:
                 failed[view.driver.endpoint] = exc.msg
         error.details["restored"] = restored
         if restored:
@@ -443,9 +644,10 @@ class Operation:
 
     def _enable(self) -> None:
         warm = any(v.steps for v in self.views)
-        if warm:
-            self._each(lambda v: v.driver.set_weight(v.steps[0]) if v.steps else None)
-        self._each(lambda v: v.driver.enable(), only_state=True)
+        with batched(self.views):
+            if warm:
+                self._each(lambda v: v.driver.set_weight(v.steps[0]) if v.steps else None)
+            self._each(lambda v: v.driver.enable(), only_state=True)
         waited_from = self.clock()
         if self.opts.wait_healthy:
             self._wait_healthy()
@@ -453,17 +655,19 @@ class Operation:
             for index, step in enumerate(self.opts.warmup):
                 self.sleep(float(step.get("pause") or 0))
                 nxt = index + 1
-                self._each(lambda v: v.driver.set_weight(v.steps[nxt] if nxt < len(v.steps) else v.target_weight)
-                           if v.steps else None)
+                with batched(self.views):
+                    self._each(lambda v: v.driver.set_weight(v.steps[nxt] if nxt < len(v.steps)
+                                                             else v.target_weight) if v.steps else None)
         self._apply_weight(skip_warmed=True)
         for view in self.views:
             view.waited = round(self.clock() - waited_from, 3)
 
     def _apply_weight(self, skip_warmed: bool = False) -> None:
-        for view in self.views:
-            if view.weight_change and not (skip_warmed and view.steps):
-                view.driver.set_weight(view.target_weight)
-                view.touched = True
+        with batched(self.views):
+            for view in self.views:
+                if view.weight_change and not (skip_warmed and view.steps):
+                    view.driver.set_weight(view.target_weight)
+                    view.touched = True
 
     def _wait_healthy(self) -> None:
         deadline = self.clock() + self.opts.health_timeout
@@ -471,39 +675,45 @@ class Operation:
         while True:
             pending = []
             for view in self.views:
-                ok, status[view.driver.endpoint] = view.driver.healthy()
+                ok, status[self.key(view)] = view.driver.healthy()
                 if not ok:
-                    pending.append(view.driver.endpoint)
+                    pending.append(self.key(view))
             now = self.clock()
             if not pending or now >= deadline:
                 break
             self.sleep(min(self.opts.poll_interval, deadline - now))
         if pending:
             raise RolloutError(
-                f"{self.drivers[0].member} is enabled but not healthy after health_timeout="
+                f"{self.members_label} is enabled but not healthy after health_timeout="
                 f"{self.opts.health_timeout}s on {', '.join(pending)} (status: "
                 f"{', '.join(status[e] for e in pending)}). Check the service on the member, or raise health_timeout.",
                 health=status)
 
     # -- report --------------------------------------------------------------
     def result(self) -> dict[str, Any]:
-        lbs = [self._lb_result(view) for view in self.views]
+        after: dict[Any, list[dict[str, Any]]] = {}
+        lbs = [self._lb_result(view, after) for view in self.views]
+        keys = [self.key(view) for view in self.views]
         ready_sets = [set(lb["ready_members"]) for lb in lbs]
         common = set.intersection(*ready_sets) if ready_sets else set()
         order = [m["name"] for m in self.views[0].members] if self.views else []
+        members = list(dict.fromkeys(d.member for d in self.drivers))
         return {
             "changed": any(v.changed for v in self.views),
-            "member": self.drivers[0].member,
+            "member": members[0] if len(members) == 1 else None,
+            "members": members,
             "lbs": lbs,
             "ready_members": [name for name in order if name in common],
+            "reloads": sum(getattr(i, "reloads", 0) for i in {id(getattr(d, "instance", d)): getattr(d, "instance", d)
+                                                              for d in self.drivers}.values()),
             "diff": {
-                "before": {lb["endpoint"]: {"state": lb["previous_state"], "weight": lb["previous_weight"]}
-                           for lb in lbs},
-                "after": {lb["endpoint"]: {"state": lb["state"], "weight": lb["weight"]} for lb in lbs},
+                "before": {k: {"state": lb["previous_state"], "weight": lb["previous_weight"]}
+                           for k, lb in zip(keys, lbs)},
+                "after": {k: {"state": lb["state"], "weight": lb["weight"]} for k, lb in zip(keys, lbs)},
             },
         }
 
-    def _lb_result(self, view: LBView) -> dict[str, Any]:
+    def _lb_result(self, view: LBView, after_snapshots: dict[Any, list[dict[str, Any]]]) -> dict[str, Any]:
         before = view.before
         if self.check_mode or not view.changed:
             members = [dict(m) for m in view.members]
@@ -515,7 +725,10 @@ class Operation:
             after["ready"] = after["state"] == "ready" and after["health"] in ("UP", "UNKNOWN") \
                 and (after["weight"] or 0) > 0 and not after["backup"]
         else:
-            members = view.driver.snapshot()
+            key = getattr(view.driver, "lb_key", id(view.driver))
+            if key not in after_snapshots:
+                after_snapshots[key] = view.driver.snapshot()
+            members = after_snapshots[key]
             after = next(m for m in members if m["name"] == before["name"])
         return {
             "endpoint": view.driver.endpoint, "backend": view.driver.kind, "pool": view.driver.pool,

@@ -1,11 +1,18 @@
 # Copyright: sre.rollout contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""nginx upstream client: an upstream block in a file the collection owns.
+"""nginx clients: the reload mode (an upstream file) and the Lua mode (a balancer's admin API).
 
 This module is private to the sre.rollout collection: its interface may change
 without notice and it must not be used from outside the collection.
 
-nginx (open source) has no runtime API, so a member is taken out by marking its
+Lua mode (``LuaBalancer``): nginx with lua-nginx-module and lua-resty-core runs a
+``balancer_by_lua`` upstream whose members, weights, states and in-flight counts
+live in a ``lua_shared_dict``; an admin location on loopback reads and changes
+them. A drain marks the member ``drain`` (the balancer picks it for no new
+request), waits until its in-flight count is 0, then marks it ``maint``. No
+reload, so no kept-alive client connection is ever closed by a change.
+
+Reload mode (``NginxInstance``): nginx (open source) has no runtime API, so a member is taken out by marking its
 ``server`` line ``down`` in the upstream file, checking the configuration with
 ``nginx -t`` and reloading gracefully. A graceful reload starts new worker
 processes and lets the old ones finish their in-flight requests before they
@@ -29,8 +36,9 @@ import subprocess
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator
+from urllib.parse import quote, urlencode
 
 from ansible_collections.sre.rollout.plugins.module_utils._common import RolloutError
 
@@ -297,6 +305,9 @@ class NginxInstance:
     pidfile: str = "/run/nginx.pid"
     binary: str = "/usr/sbin/nginx"
     timeout: float = 10.0
+    reloads: int = field(default=0, init=False)
+    _pending: list | None = field(default=None, init=False, repr=False)
+    _pending_old: dict = field(default_factory=dict, init=False, repr=False)
 
     # -- reading -----------------------------------------------------------
     def read(self) -> str:
@@ -407,12 +418,24 @@ class NginxInstance:
 
         If ``nginx -t`` or the reload fails, the previous file is put back (and nginx
         keeps running the previous configuration) before the error is raised.
+
+        Inside ``deferred()`` the change is only recorded, and the dict returned is filled with the
+        old workers when the block ends with its one edit and reload.
         """
+        if self._pending is not None:
+            self._pending.append((upstream, member, address, down, weight))
+            return self._pending_old
+        return self.change_many([(upstream, member, address, down, weight)])
+
+    def change_many(self, changes: list[tuple[str, str, str | None, bool | None, int | None]]) -> dict[int, str]:
+        """Several members' lines (upstream, member, address, down, weight) in ONE edit, one test, one reload."""
         with self.locked():
             before = self.read()
-            server = find_server(parse_upstream(before, upstream, self.upstream_file), member, address,
-                                 f"{self.upstream_file} upstream {upstream!r}")
-            after = replace_server(before, server.with_changes(down=down, weight=weight))
+            after = before
+            for upstream, member, address, down, weight in changes:
+                server = find_server(parse_upstream(after, upstream, self.upstream_file), member, address,
+                                     f"{self.upstream_file} upstream {upstream!r}")
+                after = replace_server(after, server.with_changes(down=down, weight=weight))
             if after == before:
                 return {}
             old = self.workers()
@@ -424,7 +447,25 @@ class NginxInstance:
                 self._write(before)
                 exc.details["restored"] = True
                 raise
+            self.reloads += 1
             return old
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Collect every ``change()`` made in the block and apply them together when it ends."""
+        if self._pending is not None:  # already collecting: the outer block applies
+            yield
+            return
+        self._pending, self._pending_old = [], {}
+        ok = False
+        try:
+            yield
+            ok = True
+        finally:
+            pending, old = self._pending, self._pending_old
+            self._pending = None
+            if ok and pending:
+                old.update(self.change_many(pending))
 
     @staticmethod
     def terminate(procs: dict[int, str]) -> list[int]:
@@ -460,4 +501,112 @@ def as_member(server: UpstreamServer, health: str, sessions: int | None) -> dict
         "status": "down" if server.down else "up", "weight": server.weight, "initial_weight": None,
         "sessions": sessions, "queued": None, "check_status": None, "tracked": None, "backup": server.backup,
         "ready": state == "ready" and health in ("UP", "UNKNOWN") and not server.backup,
+    }
+
+
+# -- Lua mode ------------------------------------------------------------------
+LUA_STATES = ("ready", "drain", "maint")
+
+
+@dataclass
+class LuaMember:
+    """One member as the Lua balancer's admin API reports it."""
+
+    name: str
+    address: str
+    state: str
+    weight: int
+    in_flight: int
+
+    def matches(self, member: str) -> bool:
+        return member in (self.name, self.address)
+
+
+def parse_members(text: str, where: str) -> list[LuaMember]:
+    """The admin API's answer: one member a line, ``name address state weight in_flight``."""
+    members = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        words = line.split()
+        if not words:
+            continue
+        if len(words) != 5 or words[2] not in LUA_STATES or not words[3].isdigit() \
+                or not words[4].lstrip("-").isdigit():
+            raise NginxError(f"{where} answered line {number} {line!r}, not 'name address state weight in_flight': "
+                             f"is admin_url the sre.rollout balancer's admin location?", admin_url=where)
+        members.append(LuaMember(words[0], words[1], words[2], int(words[3]), max(0, int(words[4]))))
+    return members
+
+
+class LuaBalancer:
+    """The admin API of nginx's Lua balancer (``<admin_url>/<pool>[/<member>]``), on loopback."""
+
+    kind = "lua"
+
+    def __init__(self, admin_url: str, timeout: float = 5.0) -> None:
+        if not admin_url.startswith(("http://", "https://")):
+            raise NginxError(f"nginx admin_url must be an http:// URL of the balancer's admin location, such as "
+                             f"http://127.0.0.1:8081/sre-rollout; got {admin_url!r}", admin_url=admin_url)
+        self.admin_url = admin_url.rstrip("/")
+        self.timeout = timeout
+
+    def _call(self, path: str, method: str = "GET") -> str:
+        from ansible.module_utils.urls import open_url  # imported late: only the Lua mode needs it
+        from urllib.error import HTTPError, URLError
+
+        url = f"{self.admin_url}/{path}"
+        try:
+            with open_url(url, method=method, data=b"" if method == "POST" else None, timeout=self.timeout,
+                          follow_redirects="none", validate_certs=False) as response:
+                return response.read().decode()
+        except HTTPError as exc:
+            body = exc.read().decode(errors="replace").strip()
+            raise NginxError(f"nginx admin API {url} answered {exc.code}: {body or exc.reason}. Check `pool`, "
+                             f"`member` and that the pool is seeded in nginx", admin_url=self.admin_url,
+                             status=exc.code, body=body) from exc
+        except (URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise NginxError(f"cannot reach the nginx admin API at {url}: {reason}. Is nginx running with the "
+                             f"sre.rollout Lua balancer and its admin location? Fix `admin_url` (nginx_admin_url)",
+                             admin_url=self.admin_url) from exc
+
+    def members(self, pool: str) -> list[LuaMember]:
+        return parse_members(self._call(quote(pool, safe="")), f"{self.admin_url}/{pool}")
+
+    def member(self, pool: str, name: str) -> LuaMember:
+        found = parse_members(self._call(f"{quote(pool, safe='')}/{quote(name, safe='')}"),
+                              f"{self.admin_url}/{pool}/{name}")
+        if len(found) != 1:
+            raise NginxError(f"nginx admin API {self.admin_url}/{pool}/{name} answered {len(found)} members, not 1",
+                             admin_url=self.admin_url)
+        return found[0]
+
+    def set(self, pool: str, name: str, state: str | None = None, weight: int | None = None) -> LuaMember:
+        if state is not None and state not in LUA_STATES:
+            raise NginxError(f"state must be one of {', '.join(LUA_STATES)}, got {state!r}", state=state)
+        query = urlencode({k: v for k, v in (("state", state), ("weight", weight)) if v is not None})
+        found = parse_members(self._call(f"{quote(pool, safe='')}/{quote(name, safe='')}?{query}", "POST"),
+                              f"{self.admin_url}/{pool}/{name}")
+        return found[0]
+
+
+def find_lua_member(members: list[LuaMember], member: str, address: str | None, where: str) -> LuaMember:
+    matches = [m for m in members if m.matches(member) or (address and m.address == address)]
+    if len(matches) == 1:
+        return matches[0]
+    listing = ", ".join(f"{m.name} ({m.address})" for m in members)
+    if not matches:
+        raise NginxError(f"{where} has no member {member!r}" + (f" or address {address!r}" if address else "")
+                         + f"; its members are: {listing or '(none)'}. Give `member` as the name in the balancer's "
+                         f"member file, or `address` as host:port.", member=member, members=[m.name for m in members])
+    raise NginxError(f"{where}: {member!r} matches {len(matches)} members ({listing}); give `member` by name",
+                     member=member, members=[m.name for m in members])
+
+
+def as_lua_member(member: LuaMember, health: str) -> dict[str, Any]:
+    return {
+        "name": member.name, "address": member.address, "state": member.state, "admin_flags": None,
+        "health": health, "status": "up" if member.state == "ready" else member.state, "weight": member.weight,
+        "initial_weight": None, "sessions": member.in_flight, "in_flight": member.in_flight, "queued": None,
+        "check_status": None, "tracked": None, "backup": False,
+        "ready": member.state == "ready" and member.weight > 0 and health in ("UP", "UNKNOWN"),
     }

@@ -14,8 +14,11 @@ description:
     administrative state (V(ready), V(drain), V(maint)), health, weight and current sessions.
   - Used for the before/after comparison of a release (compare two snapshots with the
     P(sre.rollout.lb_lost_members#filter) filter) and for capacity checks.
-  - HAProxy through its runtime API (C(show stat) and C(show servers state)); nginx from the upstream
-    file the collection owns, the master's worker processes and, with O(health_uri), an HTTP probe.
+  - HAProxy through its runtime API (C(show stat) and C(show servers state)); nginx in lua mode from the
+    balancer's admin API (state V(ready), V(drain) or V(maint), weight, and C(sessions), the balancer's own
+    count of requests in flight to the member, as HAProxy reports sessions); nginx in reload mode from the
+    upstream file the collection owns, the master's worker processes (C(sessions), their established
+    connections to the member). With O(health_uri), an HTTP probe of each nginx member.
 author:
   - sre.rollout contributors
 attributes:
@@ -34,8 +37,9 @@ options:
     description:
       - For HAProxy, the runtime API of each instance, a unix socket path or C(tcp://host:port)
         (any C(level) can read).
-      - For nginx, the upstream file of each instance, or a dictionary with C(upstream_file) and any of
-        C(conf), C(prefix), C(pidfile), C(binary).
+      - For nginx, the upstream file of each instance (reload mode) or its admin URL (O(nginx_mode=lua)), or
+        a dictionary with C(mode), C(admin_url), C(upstream_file) and any of C(conf), C(prefix), C(pidfile),
+        C(binary).
     type: list
     elements: raw
     required: true
@@ -45,7 +49,7 @@ options:
         members have health V(UNKNOWN).
     type: str
   timeout:
-    description: HAProxy, seconds to wait for the runtime API to answer one command.
+    description: HAProxy, seconds to wait for the runtime API to answer one command; nginx lua mode, for the admin API.
     type: float
     default: 5
 seealso:
@@ -101,7 +105,7 @@ pools:
       elements: dict
       contains:
         name:
-          description: Server name (nginx, the C(# name) comment or else the address).
+          description: Server name (nginx reload mode, the C(# name) comment or else the address; lua mode, the name in the member file).
           type: str
           sample: web01
         address:
@@ -116,7 +120,8 @@ pools:
           type: str
         status:
           description:
-            - HAProxy's own status text (C(UP), C(UP 1/2), C(DRAIN), C(MAINT (via app/web01))); nginx, up or down.
+            - HAProxy's own status text (C(UP), C(UP 1/2), C(DRAIN), C(MAINT (via app/web01))); nginx reload mode,
+              up or down; nginx lua mode, up, drain or maint.
           type: str
         weight:
           description: Current (user) weight.
@@ -125,7 +130,9 @@ pools:
           description: HAProxy, the configured weight; nginx, null.
           type: int
         sessions:
-          description: Current sessions (HAProxy C(scur)); nginx, connections from the workers (null if unknown).
+          description:
+            - Current sessions (HAProxy C(scur)); nginx lua mode, requests in flight to the member (the balancer's
+              count); nginx reload mode, connections from the workers (null if unknown).
           type: int
         queued:
           description: HAProxy, queued requests (C(qcur)); nginx, null.

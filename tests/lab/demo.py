@@ -2,10 +2,14 @@
 """`make demo`: a real release in the lab, under load, with its summary.
 
 1. Puts the lab back on app-1.0.0 (lab.py reset) and starts a constant load
-   through HAProxy and through nginx.
+   through HAProxy and through nginx (the lab's nginx mode, the Lua balancer
+   by default), each half from clients that keep their connection alive and
+   half from clients that open a fresh connection per request.
 2. Releases app-1.1.0 with playbooks/release.yml: canary, soak, batches.
 3. Stops the load and prints the summary: the plan, per-batch times, the load
-   generator's counts (errors must be 0), and where the ledger and report are.
+   generator's counts per LB and per client kind with the failures per kind
+   (refused, reset, closed, timeout, non_2xx, other; all must be 0), and where
+   the ledger and report are.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ sys.path.insert(0, str(REPO / "tests"))
 import labkit  # noqa: E402
 
 VERSION = os.environ.get("DEMO_VERSION", "1.1.0")
+FAILURE_KINDS = ("refused", "reset", "closed", "timeout", "non_2xx", "other")
 
 
 def main() -> int:
@@ -66,9 +71,13 @@ def main() -> int:
               f"{dur if dur is None else round(dur, 1)}s")
     for h in entry.get("hosts", []):
         print(f"host        {h['host']}: {h['outcome']} (now {h['current']})")
-    for name, run in (("HAProxy", via_haproxy.summary), ("nginx", via_nginx.summary)):
-        print(f"load {name:8s} requests={run['requests']} ok={run['ok']} errors={run['errors']} "
-              f"(non-2xx {run['non_2xx']}, connection errors {run['conn_errors']}) p99={run['p99_ms']}ms")
+    nginx_name = f"nginx ({lab['nginx'].get('mode', 'reload')} mode)"
+    for name, run in (("HAProxy", via_haproxy.summary), (nginx_name, via_nginx.summary)):
+        print(f"load via {name}: requests={run['requests']} ok={run['ok']} errors={run['errors']}")
+        for kind, counts in run["by_kind"].items():
+            failures = "  ".join(f"{k}={counts['failures'][k]}" for k in FAILURE_KINDS)
+            print(f"  {kind:9s} requests={counts['requests']:<6d} errors={counts['errors']:<4d} {failures}  "
+                  f"p99={counts['p99_ms']}ms")
     print(f"ledger      {ledger if ledger.exists() else 'none (the release stopped before finalize)'}")
     print(f"report      {report_dir / 'report.html'}")
     errors = via_haproxy.summary["errors"] + via_nginx.summary["errors"]

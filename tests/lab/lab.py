@@ -7,6 +7,12 @@
     lab.py reset    every host back on app-1.0.0, enabled in both LBs, no silences
     lab.py haproxy-reload   reload HAProxy keeping runtime state (server-state-file)
 
+Two nginx instances: `nginx`, the second LB of every release, in LAB_NGINX_MODE
+(default `lua`: the reload-free Lua balancer of tests/lab/nginx/, members in a
+shared dict changed through a loopback admin API; `reload`: a plain upstream
+file, changed by edit + `nginx -t` + reload), and `nginx-reload`, a plain nginx
+(no Lua module loaded) in reload mode, for the tests of that mode.
+
 Environment: LAB_DIR (default <repo>/.lab), LAB_NET (default 10: hosts on
 127.0.<NET>.N, service ports 10000 + 100*NET + offset), LAB_HOSTS (default 6).
 LAB_NET and LAB_HOSTS shape a new lab; a lab that exists keeps the shape recorded
@@ -94,10 +100,13 @@ APP_PORT = 8080
 SSH_PORT = 2222
 ZONES = ("zone-a", "zone-b", "zone-c")
 INITIAL = "app-1.0.0"
+NGINX_MODES = ("lua", "reload")
 
 PORTS = {
     "haproxy_frontend": BASE + 80,
     "nginx": BASE + 81,
+    "nginx_admin": BASE + 82,
+    "nginx_reload": BASE + 83,
     "artifacts": BASE + 88,
     "prometheus": BASE + 90,
     "alertmanager": BASE + 93,
@@ -248,10 +257,8 @@ def lab_json() -> dict:
                     "backend": "app", "config": str(LAB / "haproxy" / "haproxy.cfg"),
                     "pidfile": str(RUN / "haproxy.pid"),
                     "state_file": str(LAB / "haproxy" / "server-state")},
-        "nginx": {"url": f"http://127.0.0.1:{PORTS['nginx']}",
-                  "upstream_file": str(LAB / "nginx" / "upstream_app.conf"), "upstream": "app",
-                  "conf": str(LAB / "nginx" / "nginx.conf"), "prefix": str(LAB / "nginx"),
-                  "pidfile": str(LAB / "nginx" / "nginx.pid"), "binary": which("nginx")},
+        "nginx": nginx_json("nginx", NGINX_MODE),
+        "nginx_reload": nginx_json("nginx-reload", "reload"),
         "prometheus": {"url": f"http://127.0.0.1:{PORTS['prometheus']}"},
         "alertmanager": {"url": f"http://127.0.0.1:{PORTS['alertmanager']}"},
         "artifacts": {"url": f"http://127.0.0.1:{PORTS['artifacts']}", "dir": str(LAB / "artifacts")},
@@ -558,51 +565,157 @@ def haproxy_reload() -> None:
     log(f"reloaded haproxy (pid {old} -> {read_pid(RUN / 'haproxy.pid')})")
 
 
+def nginx_json(name: str, mode: str) -> dict:
+    """One lab nginx: where it listens, its files, and the lb_member endpoint for its mode."""
+    ng = LAB / name
+    port = PORTS["nginx" if name == "nginx" else "nginx_reload"]
+    out = {"name": name, "mode": mode, "url": f"http://127.0.0.1:{port}", "upstream": "app",
+           "upstream_file": str(ng / "upstream_app.conf"), "conf": str(ng / "nginx.conf"), "prefix": str(ng),
+           "pidfile": str(ng / "nginx.pid"), "binary": which("nginx")}
+    if mode == "lua":
+        out["admin_url"] = f"http://127.0.0.1:{PORTS['nginx_admin']}/sre-rollout"
+        out["members_file"] = str(ng / "members_app.txt")
+        out["endpoint"] = {"mode": "lua", "admin_url": out["admin_url"]}
+    else:
+        out["endpoint"] = {"mode": "reload", "upstream_file": out["upstream_file"]}
+    return out
+
+
+def _nginx_mode() -> str:
+    """LAB_NGINX_MODE for a new lab; a lab that exists keeps the mode its lab.json records."""
+    wanted = os.environ.get("LAB_NGINX_MODE", "")
+    recorded = ""
+    try:
+        recorded = json.loads((LAB / "lab.json").read_text())["nginx"].get("mode", "")
+    except (OSError, ValueError, KeyError):
+        pass
+    mode = wanted or recorded or "lua"
+    if mode not in NGINX_MODES:
+        die(f"LAB_NGINX_MODE must be one of {', '.join(NGINX_MODES)}, got {mode!r}")
+    if recorded and wanted and wanted != recorded and running(LAB / "nginx" / "nginx.pid"):
+        die(f"the lab's nginx runs in {recorded} mode; `make lab-down` first to start it in {wanted} mode")
+    return mode
+
+
+NGINX_MODE = _nginx_mode()
+
+
 def nginx_upstream() -> str:
+    """The reload mode's upstream file: one server line per host, named by its address."""
     servers = "".join(f"    server {h['address']}:{h['port']} max_fails=1 fail_timeout=2s;\n" for h in hosts())
     return f"upstream app {{\n{servers}}}\n"
 
 
-def start_nginx() -> None:
-    ng = LAB / "nginx"
-    for sub in ("logs", "tmp"):
-        (ng / sub).mkdir(parents=True, exist_ok=True)
-    conf = ng / "nginx.conf"
-    conf.write_text(f"""# lab nginx: the second, independent load balancer
+def nginx_members() -> str:
+    """The Lua mode's member file: the seed of the shared dict, read when nginx starts or reloads."""
+    return "".join(f"{h['name']} {h['address']}:{h['port']} weight=100\n" for h in hosts())
+
+
+def nginx_conf(name: str, mode: str) -> str:
+    """nginx.conf of one lab nginx.
+
+    Judged path: no retry and no next upstream, so every failed request reaches the client and the
+    load generator counts it. Client connections are kept alive (nginx's default).
+    """
+    ng = LAB / name
+    port = PORTS["nginx" if name == "nginx" else "nginx_reload"]
+    temp = "".join(f"    {kind}_temp_path {ng / 'tmp' / kind};\n"
+                   for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    head = f"""# lab nginx ({mode} mode): the second, independent load balancer
 pid {ng / 'nginx.pid'};
 error_log {ng / 'logs' / 'error.log'} warn;
-worker_processes 1;
-events {{ worker_connections 1024; }}
+worker_processes 2;
+"""
+    location_extra = ""
+    http_extra = f"    include {ng / 'upstream_app.conf'};\n"
+    admin = ""
+    if mode == "lua":
+        head = ("load_module /usr/lib/nginx/modules/ndk_http_module.so;\n"
+                "load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;\n") + head
+        http_extra = f"""    lua_shared_dict sre_rollout 1m;
+    lua_package_path "{HERE / 'nginx'}/?.lua;;";
+    init_by_lua_block {{ require("rollout_balancer").seed("app", "{ng / 'members_app.txt'}") }}
+    upstream app {{
+        server 0.0.0.1;  # placeholder: the balancer sets the peer of every request
+        balancer_by_lua_block {{ require("rollout_balancer").balance("app") }}
+    }}
+"""
+        location_extra = """            log_by_lua_block { require("rollout_balancer").done() }
+"""
+        admin = f"""    server {{
+        listen 127.0.0.1:{PORTS['nginx_admin']};
+        allow 127.0.0.1;
+        deny all;
+        location /sre-rollout/ {{
+            content_by_lua_block {{ require("rollout_balancer").admin() }}
+        }}
+    }}
+"""
+    return f"""{head}events {{ worker_connections 1024; }}
 http {{
     access_log off;
-    client_body_temp_path {ng / 'tmp' / 'body'};
-    proxy_temp_path {ng / 'tmp' / 'proxy'};
-    fastcgi_temp_path {ng / 'tmp' / 'fastcgi'};
-    uwsgi_temp_path {ng / 'tmp' / 'uwsgi'};
-    scgi_temp_path {ng / 'tmp' / 'scgi'};
-    include {ng / 'upstream_app.conf'};
-    server {{
-        listen 127.0.0.1:{PORTS['nginx']};
+{temp}{http_extra}    server {{
+        listen 127.0.0.1:{port};
         location / {{
             proxy_pass http://app;
             proxy_connect_timeout 2s;
             proxy_read_timeout 60s;
-            proxy_next_upstream error timeout;
-        }}
+            proxy_next_upstream off;
+{location_extra}        }}
     }}
-}}
-""")
+{admin}}}
+"""
+
+
+def nginx_cmd(name: str, *args: str) -> list[str]:
+    ng = LAB / name
+    return [which("nginx"), "-p", str(ng), "-c", str(ng / "nginx.conf"), "-e", str(ng / "logs" / "error.log"),
+            *args]
+
+
+def start_nginx(name: str = "nginx", mode: str | None = None) -> None:
+    mode = mode or (NGINX_MODE if name == "nginx" else "reload")
+    ng = LAB / name
+    for sub in ("logs", "tmp"):
+        (ng / sub).mkdir(parents=True, exist_ok=True)
+    (ng / "nginx.conf").write_text(nginx_conf(name, mode))
     if not (ng / "upstream_app.conf").exists():
         (ng / "upstream_app.conf").write_text(nginx_upstream())
+    if mode == "lua" and not (ng / "members_app.txt").exists():
+        (ng / "members_app.txt").write_text(nginx_members())
     if running(ng / "nginx.pid"):
         return
-    require_port("127.0.0.1", PORTS["nginx"], "nginx")
-    nginx = which("nginx")
-    base = [nginx, "-p", str(ng), "-c", str(conf), "-e", str(ng / "logs" / "error.log")]
-    run(base + ["-t", "-q"])
-    run(base)
-    wait_for("nginx", lambda: running(ng / "nginx.pid"), 15)
-    log(f"started nginx (pid {read_pid(ng / 'nginx.pid')})")
+    port = PORTS["nginx" if name == "nginx" else "nginx_reload"]
+    require_port("127.0.0.1", port, name)
+    if mode == "lua":
+        require_port("127.0.0.1", PORTS["nginx_admin"], f"{name} admin API")
+    run(nginx_cmd(name, "-t", "-q"))
+    run(nginx_cmd(name))
+    wait_for(name, lambda: running(ng / "nginx.pid"), 15)
+    log(f"started {name} in {mode} mode (pid {read_pid(ng / 'nginx.pid')})")
+
+
+def nginx_admin(L: dict, member: str = "", **params: str) -> str:
+    """The Lua mode's admin API: GET the pool, or POST a member's state/weight."""
+    url = f"{L['admin_url']}/{L['upstream']}" + (f"/{member}" if member else "")
+    if params:
+        url += "?" + "&".join(f"{k}={v}" for k, v in params.items())
+    req = urllib.request.Request(url, method="POST" if params else "GET", data=b"" if params else None)
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return r.read().decode()
+
+
+def reset_nginx(name: str) -> None:
+    """Every member back in, at its seed weight: admin API (Lua mode), or the upstream file + reload."""
+    L = lab_json()[name.replace("-", "_")]
+    if L["mode"] == "lua":
+        for h in hosts():
+            nginx_admin(L, h["name"], state="ready", weight="100")
+        return
+    up_file = Path(L["upstream_file"])
+    if up_file.read_text() != nginx_upstream():
+        up_file.write_text(nginx_upstream())
+        run(nginx_cmd(name, "-s", "reload"))
 
 
 def start_prometheus() -> None:
@@ -676,6 +789,7 @@ def wait_ready() -> None:
     wait_for("every server UP in HAProxy",
              lambda: all(s == "UP" for s in haproxy_status().values()) and len(haproxy_status()) == NHOSTS, 30)
     wait_for("nginx answering", lambda: http_get(L["nginx"]["url"] + "/")[0] == 200, 15)
+    wait_for("nginx-reload answering", lambda: http_get(L["nginx_reload"]["url"] + "/")[0] == 200, 15)
     wait_for("artifact repository", lambda: http_get(L["artifacts"]["url"] + "/SHA256SUMS")[0] == 200, 15)
     wait_for("alertmanager", lambda: http_get(L["alertmanager"]["url"] + "/api/v2/status")[0] == 200, 30)
 
@@ -701,7 +815,8 @@ def up() -> None:
     setup_hosts()
     start_artifacts()
     start_haproxy()
-    start_nginx()
+    start_nginx("nginx")
+    start_nginx("nginx-reload")
     start_prometheus()
     start_alertmanager()
     (LAB / "lab.json").write_text(json.dumps(lab_json(), indent=2) + "\n")
@@ -712,7 +827,8 @@ def up() -> None:
 lab is up ({NHOSTS} hosts on 127.0.{NET}.1-{NHOSTS}, every host on {INITIAL}):
   HAProxy       {L['haproxy']['url']}   runtime API {L['haproxy']['socket']} and {L['haproxy']['admin_tcp']}
   HAProxy stats {L['haproxy']['exporter']}
-  nginx         {L['nginx']['url']}   upstream file {L['nginx']['upstream_file']}
+  nginx         {L['nginx']['url']}   {L['nginx']['mode']} mode, {L['nginx'].get('admin_url') or 'upstream file ' + L['nginx']['upstream_file']}
+  nginx-reload  {L['nginx_reload']['url']}   reload mode, upstream file {L['nginx_reload']['upstream_file']}
   Prometheus    {L['prometheus']['url']}
   Alertmanager  {L['alertmanager']['url']}
   artifacts     {L['artifacts']['url']}/
@@ -724,6 +840,7 @@ lab is up ({NHOSTS} hosts on 127.0.{NET}.1-{NHOSTS}, every host on {INITIAL}):
 def all_pidfiles() -> list[tuple[Path, str]]:
     files = [(p, p.stem) for p in sorted(RUN.glob("*.pid"))] if RUN.exists() else []
     files.append((LAB / "nginx" / "nginx.pid", "nginx"))
+    files.append((LAB / "nginx-reload" / "nginx.pid", "nginx-reload"))
     if (LAB / "hosts").exists():
         for hd in sorted((LAB / "hosts").iterdir()):
             files.append((hd / "shared" / "run" / "app.pid", f"app on {hd.name}"))
@@ -780,11 +897,8 @@ def reset() -> None:
     for h in hosts():
         haproxy_cmd(f"set server app/{h['name']} state ready")
         haproxy_cmd(f"set server app/{h['name']} weight 100")
-    up_file = LAB / "nginx" / "upstream_app.conf"
-    if up_file.read_text() != nginx_upstream():
-        up_file.write_text(nginx_upstream())
-        ng = LAB / "nginx"
-        run([L["nginx"]["binary"], "-p", str(ng), "-c", str(ng / "nginx.conf"), "-s", "reload"])
+    reset_nginx("nginx")
+    reset_nginx("nginx-reload")
     code, body = http_get(L["alertmanager"]["url"] + "/api/v2/silences")
     if code == 200:
         for s in json.loads(body):

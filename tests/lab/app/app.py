@@ -3,13 +3,23 @@
 
 Endpoints: ``/`` (200, header ``X-Served-By``; ``?delay=<s>`` for a slow
 request), ``/health`` (200 once ready, 503 before), ``/version`` (JSON),
-``/metrics`` (Prometheus text format). On SIGTERM it stops accepting new
-connections, finishes the requests in flight and exits.
+``/metrics`` (Prometheus text format).
+
+HTTP/1.1 with keep-alive, as most apps behind a load balancer: a connection
+stays open for the next request until it has been idle for ``IDLE_TIMEOUT``
+seconds (longer than the LBs keep idle connections to it, so the LB closes
+first). Graceful stop on SIGTERM, which the release sends only after the LB
+has stopped sending to this host (drained): stop accepting new connections,
+finish every request in flight (its answer says ``Connection: close``), serve
+a request that still arrives on a kept-alive connection (also with
+``Connection: close``), close a kept-alive connection only once it has been
+idle for ``STOP_IDLE_GRACE`` seconds, then exit.
 
 Behaviour comes from ``behavior.json`` beside this file (baked into each
 artifact) and may be overridden by the host's ``shared/app.env``:
 ``APP_STARTUP_DELAY`` (seconds before /health turns 200), ``APP_ERROR_RATE``
-(share of ``/`` requests answered with 500), ``APP_UNHEALTHY`` (never ready).
+(share of ``/`` requests answered with 500), ``APP_UNHEALTHY`` (never ready),
+``APP_STOP_IDLE_GRACE`` (seconds, see above).
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ import json
 import os
 import random
 import signal
+import socket
 import sys
 import threading
 import time
@@ -27,6 +38,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 HERE = Path(__file__).resolve().parent
+IDLE_TIMEOUT = 75.0      # seconds a kept-alive connection may wait for its next request
+STOP_IDLE_GRACE = 0.5    # on stop, seconds a connection must have been idle before it is closed
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -82,6 +95,29 @@ class App:
         self.ready_at = time.monotonic() + startup_delay
         self.metrics = Metrics()
         self.stopping = False
+        self.conn_lock = threading.Lock()
+        # connection -> None while a request is being served, else when it became idle (monotonic)
+        self.conns: dict[socket.socket, float | None] = {}
+
+    def track(self, conn: socket.socket, idle: bool) -> None:
+        with self.conn_lock:
+            self.conns[conn] = time.monotonic() if idle else None
+
+    def untrack(self, conn: socket.socket) -> None:
+        with self.conn_lock:
+            self.conns.pop(conn, None)
+
+    def close_idle(self, grace: float) -> int:
+        """Shut down the connections idle for ``grace`` seconds; return how many connections remain."""
+        now = time.monotonic()
+        with self.conn_lock:
+            for conn, idle_since in self.conns.items():
+                if idle_since is not None and now - idle_since >= grace:
+                    try:
+                        conn.shutdown(socket.SHUT_RDWR)  # the handler's read returns, it closes and untracks
+                    except OSError:
+                        pass
+            return len(self.conns)
 
     def ready(self) -> bool:
         return not self.unhealthy and not self.stopping and time.monotonic() >= self.ready_at
@@ -89,8 +125,25 @@ class App:
 
 def make_handler(app: App):
     class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.0"
+        protocol_version = "HTTP/1.1"
         server_version = "lab-app"
+        timeout = IDLE_TIMEOUT  # socket timeout: an idle kept-alive connection is closed after it
+
+        def setup(self) -> None:
+            super().setup()
+            app.track(self.connection, idle=True)
+
+        def finish(self) -> None:
+            app.untrack(self.connection)
+            super().finish()
+
+        def parse_request(self) -> bool:
+            app.track(self.connection, idle=False)  # the request line is in: busy until answered
+            return super().parse_request()
+
+        def handle_one_request(self) -> None:
+            super().handle_one_request()
+            app.track(self.connection, idle=True)
 
         def log_message(self, fmt, *args):  # access log would grow without bound in soak runs
             pass
@@ -102,6 +155,9 @@ def make_handler(app: App):
             self.send_header("Content-Length", str(len(data)))
             self.send_header("X-Served-By", app.name)
             self.send_header("X-App-Version", app.version)
+            if app.stopping:
+                self.send_header("Connection", "close")
+                self.close_connection = True
             self.end_headers()
             self.wfile.write(data)
 
@@ -175,7 +231,11 @@ def main() -> int:
     signal.signal(signal.SIGINT, on_term)
     print(f"{app.name} {app.version} listening on {app.host}:{server.server_address[1]}", flush=True)
     server.serve_forever(poll_interval=0.2)
-    server.server_close()  # closes the listener, then joins the request threads
+    server.socket.close()  # no new connections from here on
+    grace = float(env.get("APP_STOP_IDLE_GRACE", STOP_IDLE_GRACE))
+    while app.close_idle(grace):
+        time.sleep(0.05)
+    server.server_close()  # joins the request threads (every connection is closed by now)
     print(f"{app.name} {app.version} stopped", flush=True)
     return 0
 
