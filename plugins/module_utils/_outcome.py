@@ -25,7 +25,7 @@ SWAP_STEPS: tuple[tuple[str, str | None], ...] = (
     ("health", "_step_health"),
     ("enabled", "_step_enabled"),
 )
-STEP_NAMES = tuple(name for name, _ in SWAP_STEPS)
+STEP_NAMES = tuple(step[0] for step in SWAP_STEPS)
 NO_STEP = "none"  # nothing of the swap completed: the host stopped before its silence
 
 # Outcomes. A host the swap left serving the target (or already on it) is "released" or
@@ -41,7 +41,7 @@ OUTCOMES = OK_OUTCOMES + FAILED_OUTCOMES + ("not_touched", "excluded", "unknown"
 # Registered results whose "unreachable" flag tells that a host was lost mid-swap, including
 # those of the steps run by the app_service role.
 _REACH_VARS = ("_swap_state", "_restore_state", "_app_service_probe", "_app_service_stop",
-               "_app_service_gone") + tuple(var for _, var in SWAP_STEPS if var)
+               "_app_service_gone") + tuple(step[1] for step in SWAP_STEPS if step[1])
 
 Getter = Callable[[str], Any]
 

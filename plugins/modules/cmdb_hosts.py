@@ -9,7 +9,7 @@ module: cmdb_hosts
 short_description: The hosts of an application from the CMDB, at play time
 version_added: 0.1.0
 description:
-  - Runs the query of the M(sre.rollout.cmdb) inventory plugin during a play and returns the hosts with their
+  - Runs the query of the P(sre.rollout.cmdb#inventory) inventory plugin during a play and returns the hosts with their
     variables and groups, for when the inventory is not the CMDB (for example an AWX inventory source that
     differs), or to compare the inventory with the CMDB before a release.
   - Backends are a NetBox 4.x or Nautobot REST API, or a local YAML/JSON export of CMDB records.
@@ -19,7 +19,7 @@ description:
   - Read-only. Usually run on the controller (delegated to C(localhost), or in a play on C(localhost)); with
     O(backend=file) the file is read on the host the module runs on.
 author:
-  - sre.rollout maintainers
+  - sre.rollout maintainers (!UNKNOWN)
 attributes:
   check_mode:
     support: full

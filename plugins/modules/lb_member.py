@@ -64,7 +64,7 @@ description:
   - Runs where the LB is reachable from, usually the controller (C(delegate_to) the LB host or
     C(localhost)). nginx must run on the host the module runs on.
 author:
-  - sre.rollout contributors
+  - sre.rollout maintainers (!UNKNOWN)
 attributes:
   check_mode:
     support: full
@@ -370,8 +370,8 @@ ready_members:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.sre.rollout.plugins.module_utils._common import RolloutError
-from ansible_collections.sre.rollout.plugins.module_utils._lb import (COMMON_ARGUMENT_SPEC, Operation, Options,
-                                                                     make_drivers)
+from ansible_collections.sre.rollout.plugins.module_utils._lb import (
+    COMMON_ARGUMENT_SPEC, Operation, Options, make_drivers)
 
 ARGUMENT_SPEC = dict(
     **COMMON_ARGUMENT_SPEC,

@@ -20,13 +20,14 @@ description:
     upstream file the collection owns, the master's worker processes (C(sessions), their established
     connections to the member). With O(health_uri), an HTTP probe of each nginx member.
 author:
-  - sre.rollout contributors
+  - sre.rollout maintainers (!UNKNOWN)
 attributes:
   check_mode:
     support: full
     description: Read-only; runs the same in check mode.
   diff_mode:
     support: none
+    description: Nothing changes, so there is no diff.
   idempotent:
     support: full
     description: Never changes anything.
@@ -160,8 +161,8 @@ ready_members:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.sre.rollout.plugins.module_utils._common import RolloutError
-from ansible_collections.sre.rollout.plugins.module_utils._lb import (COMMON_ARGUMENT_SPEC, make_drivers,
-                                                                     pool_snapshot)
+from ansible_collections.sre.rollout.plugins.module_utils._lb import (
+    COMMON_ARGUMENT_SPEC, make_drivers, pool_snapshot)
 
 ARGUMENT_SPEC = dict(
     **COMMON_ARGUMENT_SPEC,

@@ -112,7 +112,7 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--quick", action="store_true", help="two rows, for CI")
     parser.add_argument("--faults", default=",".join(FAULTS))
     parser.add_argument("--steps", default=",".join(faults.STEPS))

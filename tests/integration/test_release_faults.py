@@ -171,7 +171,7 @@ def test_controller_killed_during_the_soak_then_rerun_judges_the_canary_again(fr
         rerun = ansible.playbook("playbooks/release.yml", extravars=extra)
     assert rerun.rc == 0, rerun.stdout[-4000:]
     _no_errors(ha, ng)
-    soaks = [e for e in rerun.results(task="Canary | Soak and judge against the baseline (Prometheus)")]
+    soaks = list(rerun.results(task="Canary | Soak and judge against the baseline (Prometheus)"))
     assert soaks and all(not e.get("skipped") for e in soaks), "the re-run skipped the canary's verdict"
     assert ledger(rid)["canary"]["verdict"] == "pass"
     assert set(versions(lab).values()) == {"1.1.0"}
@@ -203,7 +203,8 @@ def test_alertmanager_down_when_lifting_a_silence_rolls_nothing_back(fresh, ansi
 
 
 def _snapshot(lab: dict) -> dict:
-    root = lambda h: Path(h["root"])  # noqa: E731
+    def root(h: dict) -> Path:
+        return Path(h["root"])
     return {"hosts": {h["name"]: ((root(h) / ".rollout" / "state.json").read_bytes(), staged(h),
                                   (root(h) / ".rollout" / "lock.json").exists()) for h in lab["hosts"]},
             "haproxy": haproxy_states(lab), "nginx": Path(lab["nginx"]["upstream_file"]).read_text(),

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Build the lab's app artifacts: reproducible tarballs plus SHA256SUMS.
 
 Good versions: app-1.0.0, app-1.1.0. Bad versions, named for their fault:

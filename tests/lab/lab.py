@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The lab: real HAProxy, nginx, Prometheus, Alertmanager, sshd and app hosts on loopback.
 
     lab.py up       start whatever is not running (idempotent), write lab.json
@@ -24,7 +23,6 @@ Everything listens on loopback only. Nothing is ever killed by name.
 from __future__ import annotations
 
 import getpass
-import hashlib
 import json
 import os
 import shutil
@@ -884,7 +882,7 @@ def reset() -> None:
         if (cur != f"releases/{INITIAL}" or not running(app_pidfile(h)) or env_changed
                 or installed_sha(h) != artifact_sha(INITIAL)
                 or http_get(f"{h['url']}/health")[0] != 200):
-            subprocess.run([str(root / "current" / "bin" / "stop"), "10"], capture_output=True)
+            subprocess.run([str(root / "current" / "bin" / "stop"), "10"], capture_output=True, check=False)
             install_initial(h)
         else:
             write_state(root, INITIAL, artifact_sha(INITIAL))

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Load generator: the judge of "no request dropped".
 
 Drives a fixed request rate at a URL for ``--duration`` seconds or until

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The lab's sample application (Python standard library only).
 
 Endpoints: ``/`` (200, header ``X-Served-By``; ``?delay=<s>`` for a slow
@@ -26,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import signal
 import socket

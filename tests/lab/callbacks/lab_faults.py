@@ -80,7 +80,7 @@ class CallbackModule(CallbackBase):
         if self.kind == "alertmanager-down":  # the lab's own Alertmanager, by its pidfile
             pid = int((Path(os.environ["LAB_DIR"]) / "run" / "alertmanager.pid").read_text().split()[0])
             os.kill(pid, signal.SIGTERM)
-            for _ in range(100):
+            for _attempt in range(100):
                 try:
                     os.kill(pid, 0)
                 except ProcessLookupError:
@@ -91,7 +91,7 @@ class CallbackModule(CallbackBase):
         Path(self.flag).write_text(self.kind + "\n")
 
     def _matches(self, when: str, task_name: str) -> bool:
-        want_when, prefix, _ = STEP_TASKS[self.step]
+        want_when, prefix = STEP_TASKS[self.step][:2]
         # get_name() puts the role in front: "sre.rollout.release : Steps | ..."
         return want_when == when and task_name.split(" : ", 1)[-1].startswith(prefix)
 

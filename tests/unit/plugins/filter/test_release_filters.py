@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.sre.rollout.plugins.filter.release import (FilterModule, count_outcomes, host_records,
-                                                                     release_verdict, swap_dropped, swap_last_step)
+from ansible_collections.sre.rollout.plugins.filter.release import (
+    FilterModule, count_outcomes, host_records, release_verdict, swap_dropped, swap_last_step)
 
 OK = {"changed": True}
 LBS = [{"name": "haproxy", "backend": "haproxy", "pool": "app", "member": "web2"},
@@ -14,13 +14,15 @@ LBS = [{"name": "haproxy", "backend": "haproxy", "pool": "app", "member": "web2"
 
 
 def pools(web2_ready: bool) -> list[dict]:
-    return [{"endpoint": "/s", "pool": "app", "members": [
-                {"name": "web1", "ready": True, "state": "ready"},
-                {"name": "web2", "ready": web2_ready, "state": "ready" if web2_ready else "maint"}]},
-            {"endpoint": "/u", "pool": "up", "members": [
-                {"name": "10.0.0.1:8080", "address": "10.0.0.1:8080", "ready": True, "state": "ready"},
-                {"name": "10.0.0.2:8080", "address": "10.0.0.2:8080", "ready": web2_ready,
-                 "state": "ready" if web2_ready else "maint"}]}]
+    web2 = "ready" if web2_ready else "maint"
+    return [
+        {"endpoint": "/s", "pool": "app", "members": [
+            {"name": "web1", "ready": True, "state": "ready"},
+            {"name": "web2", "ready": web2_ready, "state": web2}]},
+        {"endpoint": "/u", "pool": "up", "members": [
+            {"name": "10.0.0.1:8080", "address": "10.0.0.1:8080", "ready": True, "state": "ready"},
+            {"name": "10.0.0.2:8080", "address": "10.0.0.2:8080", "ready": web2_ready, "state": web2}]},
+    ]
 
 
 def fin_state(release_id: str) -> dict:
@@ -55,15 +57,15 @@ def test_unknown_host_is_an_error():
 
 
 def test_records_for_reachable_and_unreachable_hosts():
-    records = {r["host"]: r for r in host_records(hostvars(), ["web1", "web2", "web3", "web4"], "r1", pools(False),
-                                                   "ansible-playbook playbooks/release.yml -e rollout_version=1.1.0")}
+    rerun = "ansible-playbook playbooks/release.yml -e rollout_version=1.1.0"
+    records = {r["host"]: r for r in host_records(hostvars(), ["web1", "web2", "web3", "web4"], "r1", pools(False), rerun)}
     web1, web2 = records["web1"], records["web2"]
-    assert (web1["outcome"], web1["last_step"], web1["silence"], web1["lock"]) == ("released", "enabled", "lifted",
-                                                                                  "released")
+    assert (web1["outcome"], web1["last_step"], web1["silence"], web1["lock"]) == (
+        "released", "enabled", "lifted", "released")
     assert web1["history"] == [{"release_id": "r1", "action": "activate", "outcome": "ok"}]
     assert web1["out_of_traffic"] == [] and web1["action"] == "" and web1["zone"] == "a"
-    assert (web2["outcome"], web2["last_step"], web2["lock"], web2["silence"]) == ("unreachable", "drained", "held",
-                                                                                  "kept")
+    assert (web2["outcome"], web2["last_step"], web2["lock"], web2["silence"]) == (
+        "unreachable", "drained", "held", "kept")
     assert web2["out_of_traffic"] == ["haproxy", "nginx"]
     assert web2["silence_ends"] == "2030-01-01T00:15:00Z"
     assert web2["action"].startswith("web2 UNREACHABLE after step 'drained': left as it was, out of traffic in "
@@ -106,5 +108,5 @@ def test_a_released_host_finalize_could_not_reach_fails_the_run_and_says_why():
 def test_counts_and_registration():
     assert count_outcomes([{"outcome": "released"}, {"outcome": "released"}, {"outcome": "unreachable"}]) == {
         "released": 2, "unreachable": 1}
-    assert set(FilterModule().filters()) >= {"swap_dropped", "swap_last_step", "host_records", "release_verdict",
-                                              "count_outcomes"}
+    assert set(FilterModule().filters()) >= {
+        "swap_dropped", "swap_last_step", "host_records", "release_verdict", "count_outcomes"}

@@ -60,7 +60,7 @@ def cli_env(**extra: str) -> dict:
 
 def cli(*args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(BIN / args[0]), *args[1:]], cwd=REPO, env=cli_env(**env), capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, check=False)
 
 
 # --------------------------------------------------------------------------- typos

@@ -303,8 +303,8 @@ def test_a_port_that_speaks_neither_is_a_handshake_error():
     port = server.getsockname()[1]
 
     def answer_garbage() -> None:
-        for _ in range(2):  # the TLS attempt, then the plain-HTTP probe
-            conn, _ = server.accept()
+        for _attempt in range(2):  # the TLS attempt, then the plain-HTTP probe
+            conn, _peer = server.accept()
             conn.recv(1024)
             conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n" + b"x" * 64)
             conn.close()

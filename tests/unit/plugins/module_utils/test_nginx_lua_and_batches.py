@@ -104,8 +104,8 @@ def lua_params(url: str, **kw) -> dict:
 
 def test_parse_members_and_refuse_what_is_not_the_balancer():
     members = parse_members("web01 127.0.0.1:8080 ready 100 2\n\nweb02 127.0.0.2:8080 drain 5 0\n", "x")
-    assert [(m.name, m.state, m.weight, m.in_flight) for m in members] == [("web01", "ready", 100, 2),
-                                                                         ("web02", "drain", 5, 0)]
+    assert [(m.name, m.state, m.weight, m.in_flight) for m in members] == [
+        ("web01", "ready", 100, 2), ("web02", "drain", 5, 0)]
     with pytest.raises(NginxError, match="is admin_url the sre.rollout balancer"):
         parse_members("<html>welcome to nginx</html>\n", "http://x/")
     with pytest.raises(NginxError, match="not 'name address state weight in_flight'"):
