@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -60,7 +58,7 @@ class ClosingServer:
     def accept(self) -> None:
         while not self.stopped:
             try:
-                conn, _ = self.sock.accept()
+                conn, _peer = self.sock.accept()
             except OSError:
                 return
             threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
@@ -128,7 +126,7 @@ def test_bare_nginx_reload_closes_kept_alive_connections(lab):
     reloads, clients = 4, 8
     with labkit.LoadRun(ng["url"], rate=50, keepalive_clients=clients) as run:
         time.sleep(2)
-        for _ in range(reloads):
+        for _reload in range(reloads):
             subprocess.run([ng["binary"], "-p", ng["prefix"], "-c", ng["conf"], "-s", "reload"], check=True,
                            capture_output=True, timeout=30)
             time.sleep(2)

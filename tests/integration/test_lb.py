@@ -512,7 +512,7 @@ def test_batch_of_members_drained_and_enabled_together(lab, ansible, lb_restored
     assert not is_failed(drained), drained
     assert drained["members"] == names and drained["member"] is None
     assert sorted(lb["member"] for lb in drained["lbs"]) == sorted(
-        [n for n in names for _ in args["endpoints"]])
+        [n for n in names for _endpoint in args["endpoints"]])
     assert all(lb["state"] == "maint" for lb in drained["lbs"])
     assert drained["reloads"] == (1 if backend == "nginx" else 0)
     during = one(run, "during")

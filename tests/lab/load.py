@@ -151,7 +151,7 @@ def one_request(url, timeout: float, stats: Stats) -> None:
     status = backend = error = None
     conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=timeout)
     try:
-        status, backend, _ = _exchange(conn, _path(url), {"Connection": "close", "User-Agent": "sre-rollout-load"})
+        status, backend, _body = _exchange(conn, _path(url), {"Connection": "close", "User-Agent": "sre-rollout-load"})
     except Exception as exc:  # noqa: BLE001 - every failure kind is a data point
         error = exc
     finally:

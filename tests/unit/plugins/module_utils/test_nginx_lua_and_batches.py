@@ -189,7 +189,7 @@ def test_lua_drain_waits_for_in_flight_then_maint():
         op = Operation(make_drivers(lua_params(admin.url)), Options(state="drained", poll_interval=0.01),
                        sleep=slept.append)
         result = op.run()
-    assert [p for p in admin.posts] == [("web02", {"state": "drain"}), ("web02", {"state": "maint"})]
+    assert list(admin.posts) == [("web02", {"state": "drain"}), ("web02", {"state": "maint"})]
     lb = result["lbs"][0]
     assert (lb["previous_state"], lb["state"], lb["sessions_at_start"], result["reloads"]) == ("ready", "maint", 3, 0)
     assert len(slept) >= 1 and result["ready_members"] == ["web01", "web03", "web04"]
