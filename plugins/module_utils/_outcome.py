@@ -32,11 +32,11 @@ NO_STEP = "none"  # nothing of the swap completed: the host stopped before its s
 # "skipped"; "rolled_back" went back to its previous artifact and serves again; "failed" could
 # not be restored and is out of traffic; "timed_out" hit a step timeout (``restored`` says
 # whether it serves again); "unreachable" dropped out mid-swap and is left as it was - out of
-# traffic once drained, silenced, locked; "not_touched" was never swapped (the release halted
+# traffic once drained, silenced, locked; "not touched" was never swapped (the release halted
 # before it); "excluded" was left out by preflight.
 OK_OUTCOMES = ("released", "skipped")
 FAILED_OUTCOMES = ("rolled_back", "failed", "timed_out", "unreachable")
-OUTCOMES = OK_OUTCOMES + FAILED_OUTCOMES + ("not_touched", "excluded", "unknown")
+OUTCOMES = OK_OUTCOMES + FAILED_OUTCOMES + ("not touched", "excluded", "unknown")
 
 # Registered results whose "unreachable" flag tells that a host was lost mid-swap, including
 # those of the steps run by the app_service role.
@@ -94,7 +94,7 @@ def outcome_from_history(history: list[Mapping[str, Any]]) -> str:
     """Outcome of a host from its state file's history entries of one release (a phase run alone)."""
     switches = [h for h in history if h.get("action") in ("activate", "rollback")]
     if not switches:
-        return "not_touched"
+        return "not touched"
     last = switches[-1]
     if last.get("action") == "rollback":
         return "rolled_back"

@@ -63,7 +63,7 @@ def test_unreachable_host_halts_is_recorded_and_the_rerun_finishes(fresh, ansibl
         assert f"{victim} UNREACHABLE after step 'drained'" in run.stdout
         for name in later:  # nothing outside the failing batch was touched
             assert activations(faults.host(lab, name), rid) == [], f"{name} was touched after the fault"
-            assert _record(entry, name)["outcome"] == "not_touched"
+            assert _record(entry, name)["outcome"] == "not touched"
         # the host nobody can reach stays out of traffic, silenced and locked; every other lock is gone
         assert haproxy_states(lab)[victim] == "MAINT"
         assert faults.host(lab, victim)["address"] + ":8080" in nginx_down_members(lab)

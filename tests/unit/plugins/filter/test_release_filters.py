@@ -40,7 +40,7 @@ def hostvars(rid: str = "r1") -> dict:
         "web2": {"rollout_lbs": LBS, "_swap_state": {"current": "app-1.0.0", "previous": None},
                  "_step_silenced": {"silence": {"endsAt": "2030-01-01T00:15:00Z"}}, "_step_drained": OK,
                  "_app_service_probe": {"unreachable": True}},
-        "web3": {"rollout_lbs": [], "_swap_state": OK, "_swap_outcome": "not_touched",
+        "web3": {"rollout_lbs": [], "_swap_state": OK, "_swap_outcome": "not touched",
                  "_fin_state": {"current": "app-1.0.0", "history": []}},
         "web4": {"rollout_lbs": [], "_fin_state": {"current": "app-1.1.0", "history": fin_state(rid)["history"]}},
     }
@@ -71,7 +71,7 @@ def test_records_for_reachable_and_unreachable_hosts():
     assert web2["action"].startswith("web2 UNREACHABLE after step 'drained': left as it was, out of traffic in "
                                      "haproxy, nginx, silenced until 2030-01-01T00:15:00Z and locked by r1.")
     assert "-e rollout_release_id=r1" in web2["action"]
-    assert records["web3"]["outcome"] == "not_touched"
+    assert records["web3"]["outcome"] == "not touched"
     assert records["web4"]["outcome"] == "released"  # a phase run alone: from the host's history
 
 
@@ -88,9 +88,9 @@ def test_silence_that_could_not_be_lifted():
     (["rolled_back", "rolled_back"], {"mode": "rollback"}, "success"),
     (["released", "unreachable"], {}, "failed"),
     (["released", "timed_out"], {}, "failed"),
-    (["released", "not_touched"], {"halted": True}, "failed"),
+    (["released", "not touched"], {"halted": True}, "failed"),
     (["released"], {"lost": [{"member": "web1"}]}, "failed"),
-    (["released", "not_touched"], {"paused": True}, "paused"),
+    (["released", "not touched"], {"paused": True}, "paused"),
 ])
 def test_verdict(outcomes, kwargs, verdict):
     assert release_verdict([{"outcome": o} for o in outcomes], **kwargs) == verdict

@@ -67,7 +67,7 @@ def test_recorded_outcomes_win():
     timed = _outcome.host_outcome(getter(_swap_state=OK, _swap_outcome="timed_out", _swap_restored=True,
                                          _swap_failure={"step": "quiet", "kind": "timed_out"}))
     assert (timed["outcome"], timed["last_step"], timed["restored"]) == ("timed_out", "quiet", True)
-    assert not _outcome.dropped(getter(_swap_state=OK, _swap_outcome="not_touched"))
+    assert not _outcome.dropped(getter(_swap_state=OK, _swap_outcome="not touched"))
 
 
 def test_a_host_that_never_began_is_not_dropped():
@@ -76,8 +76,8 @@ def test_a_host_that_never_began_is_not_dropped():
 
 
 @pytest.mark.parametrize("history, outcome", [
-    ([], "not_touched"),
-    ([{"action": "lock"}], "not_touched"),
+    ([], "not touched"),
+    ([{"action": "lock"}], "not touched"),
     ([{"action": "activate", "outcome": "ok"}], "released"),
     ([{"action": "activate", "outcome": "ok"}, {"action": "rollback", "outcome": "ok"}], "rolled_back"),
     ([{"action": "activate", "outcome": "unhealthy"}], "unhealthy"),
