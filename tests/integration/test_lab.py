@@ -212,7 +212,7 @@ def test_lab_up_from_nothing_and_down_leaves_nothing(tmp_path):
         assert [h["name"] for h in lab["hosts"]] == ["web01", "web02"]
         assert lab["hosts"][1]["address"] == "127.0.19.2"
         pids = [int(p.read_text()) for p in (tmp_path / "lab").rglob("*.pid")]
-        assert len(pids) == 8  # sshd, haproxy, nginx, prometheus, alertmanager, artifacts, 2 apps
+        assert len(pids) == 9  # sshd, haproxy, nginx (lua), nginx (reload mode), prometheus, alertmanager, artifacts, 2 apps
         again = subprocess.run([sys.executable, str(LAB_PY), "up"], env=env, capture_output=True, text=True,
                                timeout=180, check=False)
         assert again.returncode == 0 and "started" not in again.stdout  # idempotent

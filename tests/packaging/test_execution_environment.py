@@ -62,7 +62,9 @@ def replay(run: str, build_dir: Path, share: Path) -> subprocess.CompletedProces
     command = run.removeprefix("RUN ").replace("/usr/share/ansible", str(share))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "SRE_"))}
     env.update(PATH=f"{REPO / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}",
-               ANSIBLE_GALAXY_CLI_COLLECTION_OPTS="", ANSIBLE_GALAXY_CLI_ROLE_OPTS="", PYCMD=sys.executable)
+               ANSIBLE_GALAXY_CLI_COLLECTION_OPTS="", ANSIBLE_GALAXY_CLI_ROLE_OPTS="", PYCMD=sys.executable,
+               # only the image's path counts: a copy in ~/.ansible/collections must not make it "already installed"
+               ANSIBLE_COLLECTIONS_PATH=str(share / "collections"))
     return subprocess.run(["/bin/sh", "-c", command.replace("$PYCMD", sys.executable)], cwd=build_dir, env=env,
                           capture_output=True, text=True, timeout=300, check=False)
 
