@@ -38,7 +38,7 @@ from release_checks import (activations, active_silences, haproxy_states, locks,
                             planned, release_id, reset_lab, versions)
 
 FAULTS = ("unreachable", "hang", "kill")
-QUICK = (("unreachable", "drained"), ("kill", "stopped"))
+QUICK = (("hang", "drained"), ("kill", "stopped"))
 FAST = {"rollout_version": "1.1.0", "rollout_approval": "none", "rollout_canary_analysis": False,
         "rollout_canary_soak": 2, "rollout_backup_paths": [], "rollout_step_timeout": 5}
 

@@ -14,11 +14,12 @@ def test_fault_matrix_quick(lab):
                          capture_output=True, text=True, timeout=1200, env=labkit.ansible_env(), check=False)
     data = json.loads(run.stdout)
     rows = {(r["fault"], r["step"]): r for r in data["rows"]}
-    assert set(rows) == {("unreachable", "drained"), ("kill", "stopped")}
-    unreachable = rows[("unreachable", "drained")]
-    assert (unreachable["outcome"], unreachable["last_step"]) == ("unreachable", "drained"), unreachable
-    assert unreachable["halted"] and unreachable["ledger_written"] and unreachable["touched_after_fault"] == []
-    assert unreachable["host"] in unreachable["locked"] and unreachable["host"] in unreachable["out_of_traffic"]
+    assert set(rows) == {("hang", "drained"), ("kill", "stopped")}
+    # a host that accepts ssh and never answers: every step hits its timeout, it is left out of traffic
+    hung = rows[("hang", "drained")]
+    assert (hung["outcome"], hung["last_step"]) == ("timed_out", "drained"), hung
+    assert hung["halted"] and hung["ledger_written"] and hung["touched_after_fault"] == []
+    assert hung["host"] in hung["out_of_traffic"] and hung["failed_haproxy"] == 0 and hung["failed_nginx"] == 0
     assert rows[("kill", "stopped")]["rerun_ok"], rows[("kill", "stopped")]
     assert "fault" in run.stderr and "kept_promise" in run.stderr  # the table
     assert run.returncode == 0, run.stderr[-3000:]
