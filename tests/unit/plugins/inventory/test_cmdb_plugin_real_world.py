@@ -21,18 +21,10 @@ from cmdb.fake_cmdb_server import FakeCmdb, nautobot_vm, netbox_vm, real_world_r
 from ansible_collections.sre.rollout.plugins.doc_fragments import cmdb as fragment
 from ansible_collections.sre.rollout.plugins.inventory import cmdb as plugin_module
 
-from .test_cmdb_plugin import group_members, make_plugin, write
+from .test_cmdb_plugin import group_members, inventory, make_plugin, write
 
 REPO = Path(__file__).resolve().parents[4]
 BIN = REPO / ".venv" / "bin"
-
-
-def inventory(config_path: Path, cache: bool = True) -> InventoryData:
-    data = InventoryData()
-    plugin = make_plugin()
-    plugin.parse(data, DataLoader(), str(config_path), cache=cache)
-    plugin.update_cache_if_changed()
-    return data
 
 
 @pytest.fixture()

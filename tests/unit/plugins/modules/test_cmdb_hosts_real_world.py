@@ -14,7 +14,9 @@ from .test_cmdb_hosts import run_module
 
 @pytest.fixture(autouse=True)
 def no_earlier_warnings(monkeypatch) -> None:
-    monkeypatch.setattr(warnings, "_global_warnings", [])  # module warnings are process-wide
+    # module warnings are process-wide; a fresh, empty store of the type this ansible-core uses
+    # (a list before 2.19, a dict since)
+    monkeypatch.setattr(warnings, "_global_warnings", type(warnings._global_warnings)())
 
 
 @pytest.fixture()
