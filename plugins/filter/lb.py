@@ -74,27 +74,6 @@ def lb_ready_members(snapshot: Any) -> list[str]:
     return [m["name"] for m in pools[0].get("members") or [] if m["name"] in common]
 
 
-def lb_member_serving(results: Any, expected: int) -> bool:
-    """Whether a looped lb_pool_info task (one item per LB, each with a ``member``) found its member
-    ready on every endpoint of every one of the ``expected`` LBs. A member matches by name or address:
-    nginx's lua mode names members, its reload mode and HAProxy may list them by address."""
-    if not isinstance(results, list) or len(results) != int(expected):
-        return False
-    for result in results:
-        if not isinstance(result, dict) or result.get("skipped") or result.get("failed"):
-            return False
-        member = str((result.get("item") or {}).get("member", ""))
-        pools = result.get("pools") or []
-        if not pools:
-            return False
-        for pool in pools:
-            if not any(m.get("ready") and member in (str(m.get("name")), str(m.get("address")))
-                       for m in pool.get("members") or []):
-                return False
-    return True
-
-
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"lb_lost_members": lb_lost_members, "lb_ready_members": lb_ready_members,
-                "lb_member_serving": lb_member_serving}
+        return {"lb_lost_members": lb_lost_members, "lb_ready_members": lb_ready_members}

@@ -50,7 +50,7 @@ def _member_states(get, pools: list[Mapping[str, Any]]) -> dict[str, Any]:
     for lb in get("rollout_lbs") or []:
         if not isinstance(lb, Mapping):
             continue
-        name = str(lb.get("name") or lb.get("backend") or lb.get("pool"))
+        name = str(lb.get("name") or lb.get("kind") or lb.get("backend") or lb.get("pool"))
         found = None
         for pool in pools:
             if str(pool.get("pool")) != str(lb.get("pool")):

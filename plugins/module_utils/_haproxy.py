@@ -18,10 +18,12 @@ from __future__ import annotations
 import csv
 import errno
 import socket
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 from ansible_collections.sre.rollout.plugins.module_utils._common import RolloutError
+from ansible_collections.sre.rollout.plugins.module_utils._lbtypes import Kind, LBSpec, is_ready, member_record
 
 # srv_admin_state bits (management guide, "show servers state").
 ADMF_FMAINT = 0x01   # forced into maintenance (set server ... state maint)
@@ -69,7 +71,7 @@ class Server:
     @property
     def ready(self) -> bool:
         """Takes new traffic: administratively ready, health UP, weight above 0, not a backup."""
-        return self.admin_state == "ready" and self.health == "UP" and self.weight > 0 and not self.backup
+        return is_ready(self.admin_state, self.health, self.weight, self.backup)
 
     @property
     def settled_up(self) -> bool:
@@ -89,13 +91,10 @@ class Server:
         return self.sessions + self.queued
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name, "address": self.address, "state": self.admin_state, "admin_flags": self.admin_flags,
-            "health": self.health, "status": self.status, "weight": self.weight,
-            "initial_weight": self.initial_weight, "sessions": self.sessions,
-            "queued": self.queued, "check_status": self.check_status,
-            "tracked": self.tracked or None, "backup": self.backup, "ready": self.ready,
-        }
+        return member_record(self.name, self.address, self.admin_state, self.health, self.weight, self.sessions,
+                             backup=self.backup, status=self.status, admin_flags=self.admin_flags,
+                             initial_weight=self.initial_weight, queued=self.queued,
+                             check_status=self.check_status, tracked=self.tracked or None)
 
 
 def parse_endpoint(endpoint: str) -> tuple[int, Any]:
@@ -345,3 +344,119 @@ class RuntimeAPI:
 
     def shutdown_sessions(self, backend: str, name: str) -> None:
         self.run(f"shutdown sessions server {backend}/{name}")
+
+
+# -- the LB driver (see _lbtypes.Driver) -------------------------------------------------------
+class HAProxyDriver:
+    """One server of one backend on one HAProxy, through its runtime API.
+
+    Drain: ``drain`` (no new sessions), wait until its sessions and queue are 0, then ``maint``.
+    HAProxy's own health checks say when an enabled server is UP; weights may be percentages of
+    the configured weight, so a warm-up can step through them.
+    """
+
+    kind = "haproxy"
+    has_health_check = True
+    percent_weights = True
+    reloads = 0
+
+    def __init__(self, lb: LBSpec, endpoint: str, member: str, timeout: float) -> None:
+        self.lb = lb
+        self.endpoint = endpoint
+        self.pool = lb.pool
+        self.member = member
+        self.address = lb.address
+        self.api = RuntimeAPI(endpoint, timeout)
+        self.name = member
+
+    @property
+    def lb_key(self) -> tuple:
+        return (self.kind, self.endpoint, self.pool)
+
+    @property
+    def instance_key(self) -> Any:
+        return id(self)
+
+    @staticmethod
+    def batch():
+        """Changes through the runtime API apply one by one: nothing to collect."""
+        return nullcontext()
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        return [s.as_dict() for s in self.api.servers(self.pool).values()]
+
+    def find(self, members: list[dict[str, Any]]) -> dict[str, Any]:
+        for m in members:
+            if m["name"] == self.member or (self.address and m["address"] == self.address):
+                self.name = m["name"]
+                return m
+        raise HAProxyError(f"HAProxy at {self.endpoint}: backend {self.pool!r} has no server {self.member!r}"
+                           + (f" (or address {self.address})" if self.address else "")
+                           + f"; its servers are: {', '.join(m['name'] for m in members) or '(none)'}. Fix "
+                           f"`member` (the server name in the HAProxy configuration).",
+                           endpoint=self.endpoint, pool=self.pool, member=self.member,
+                           members=[m["name"] for m in members])
+
+    def preflight(self) -> None:
+        self.api.require_admin()
+
+    @staticmethod
+    def in_state(current: dict[str, Any], target: str) -> bool:
+        """maint: forced into maintenance; ready: neither forced into maintenance nor into drain.
+
+        Maintenance or drain inherited from a tracked server (MAINT (via ...)) is not ours to change.
+        """
+        flags = current["admin_flags"]
+        if target == "maint":
+            return bool(flags & ADMF_FMAINT)
+        return not flags & (ADMF_FMAINT | ADMF_FDRAIN)
+
+    @staticmethod
+    def sessions(current: dict[str, Any]) -> int | None:
+        return current["sessions"] + current["queued"]
+
+    def take_out(self, current: dict[str, Any]) -> None:
+        if current["state"] != "drain":
+            self.api.set_state(self.pool, self.name, "drain")
+
+    def remaining(self) -> int:
+        return self.api.server(self.pool, self.name).in_flight
+
+    def force(self) -> None:
+        self.api.shutdown_sessions(self.pool, self.name)
+
+    def finish(self) -> None:
+        self.api.set_state(self.pool, self.name, "maint")
+
+    def disable(self) -> None:
+        self.api.set_state(self.pool, self.name, "maint")
+
+    def enable(self) -> None:
+        self.api.set_state(self.pool, self.name, "ready")
+
+    def restore(self, previous: dict[str, Any]) -> None:
+        self.api.set_state(self.pool, self.name, previous["state"])
+
+    @staticmethod
+    def resolve_weight(current: dict[str, Any], weight: Any) -> int:
+        return resolve_weight(weight, current["initial_weight"])
+
+    def set_weight(self, weight: int) -> None:
+        self.api.set_weight(self.pool, self.name, weight)
+
+    def healthy(self) -> tuple[bool, str]:
+        server = self.api.server(self.pool, self.name)
+        return server.settled_up, server.status
+
+
+def drivers(lb: LBSpec, timeout: float) -> list[HAProxyDriver]:
+    """One driver per member and runtime API endpoint (a socket path or tcp://host:port)."""
+    lb.check_options(KIND.options)
+    for endpoint in lb.endpoints:
+        if not isinstance(endpoint, str):
+            raise RolloutError(f"LB {lb.label}: an HAProxy endpoint is a socket path or tcp://host:port, "
+                               f"got {endpoint!r}", lb=lb.label)
+    return [HAProxyDriver(lb, endpoint, member, timeout) for member in lb.members for endpoint in lb.endpoints]
+
+
+KIND = Kind(name="haproxy", options=(), drivers=drivers)

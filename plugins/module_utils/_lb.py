@@ -1,15 +1,16 @@
 # Copyright: sre.rollout contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Load-balancer membership: one member across several LB instances, both LB kinds.
+"""The LB set: members across every load balancer they are in, of any kind, as one unit.
 
 This module is private to the sre.rollout collection: its interface may change
 without notice and it must not be used from outside the collection.
 
-A driver wraps one LB instance (an HAProxy runtime API endpoint, or an nginx
-instance with its upstream file) and one member of one pool. ``ensure_member``
-looks at every instance before touching any (all reachable, member known,
-capacity guard), then drains / disables / enables the member on all of them
-together: one drain deadline for all, one warm-up schedule for all.
+The caller gives the set as ``lbs``: one item per LB, ``{name, kind, endpoints, pool, member(s),
+weight?, health_uri?, options: {kind-specific}}``. ``KINDS`` maps each kind to the driver its
+client module defines (``_haproxy.py``, ``_nginx.py``; the contract is ``_lbtypes.py``). An
+``Operation`` looks at every LB of the set before touching any (all reachable, members known,
+capacity checked once per pool), then takes the members out of all of them at once, waits for
+all of them under one drain deadline, and reports per LB.
 """
 
 from __future__ import annotations
@@ -17,34 +18,55 @@ from __future__ import annotations
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+from ansible_collections.sre.rollout.plugins.module_utils import _haproxy, _nginx
 from ansible_collections.sre.rollout.plugins.module_utils._common import RolloutError
-from ansible_collections.sre.rollout.plugins.module_utils._haproxy import (
-    ADMF_FDRAIN, ADMF_FMAINT, HAProxyError, RuntimeAPI, resolve_weight,
-)
-from ansible_collections.sre.rollout.plugins.module_utils._nginx import (
-    LuaBalancer, NginxInstance, as_lua_member, as_member, connection_counts, find_lua_member, find_server, probe,
-    still_running,
-)
+from ansible_collections.sre.rollout.plugins.module_utils._lbtypes import Driver, Kind, LBSpec, is_ready
+
+# The registry of LB kinds: adding a kind is one line here (and its client module with its driver).
+KINDS: dict[str, Kind] = {kind.name: kind for kind in (_haproxy.KIND, _nginx.KIND)}
 
 TARGET_STATE = {"drained": "maint", "disabled": "maint", "enabled": "ready"}
 
-# The options every LB module takes (documented once, in doc_fragments/lb.py).
-COMMON_ARGUMENT_SPEC = dict(
-    backend=dict(type="str", choices=["haproxy", "nginx"], default="haproxy"),
+# One LB of the set (lb_member / lb_pool_info ``lbs`` items; documented once, in doc_fragments/lb.py).
+LB_SPEC = dict(
+    name=dict(type="str"),
+    kind=dict(type="str", required=True, choices=sorted(KINDS), aliases=["backend"]),
+    endpoints=dict(type="list", elements="raw", required=True),
     pool=dict(type="str", required=True),
-    nginx_conf=dict(type="path", default="/etc/nginx/nginx.conf"),
-    nginx_prefix=dict(type="path"),
-    nginx_pidfile=dict(type="path", default="/run/nginx.pid"),
-    nginx_binary=dict(type="path", default="/usr/sbin/nginx"),
-    nginx_mode=dict(type="str", choices=["reload", "lua"], default="reload"),
-    nginx_admin_url=dict(type="str"),
+    member=dict(type="str"),
+    members=dict(type="list", elements="str"),
+    address=dict(type="str"),
+    weight=dict(type="raw"),
+    health_uri=dict(type="str"),
+    options=dict(type="dict", default={}),
 )
-NGINX_KEYS = ("upstream_file", "conf", "prefix", "pidfile", "binary", "mode", "admin_url")
-NGINX_MODES = ("reload", "lua")
+
+# The options every LB module takes: the set (lbs), or one LB given by the single-LB options.
+COMMON_ARGUMENT_SPEC = dict(
+    lbs=dict(type="list", elements="dict", options=LB_SPEC),
+    backend=dict(type="str", choices=sorted(KINDS), default="haproxy"),
+    endpoints=dict(type="list", elements="raw"),
+    pool=dict(type="str"),
+    health_uri=dict(type="str"),
+    nginx_conf=dict(type="path"),
+    nginx_prefix=dict(type="path"),
+    nginx_pidfile=dict(type="path"),
+    nginx_binary=dict(type="path"),
+    nginx_mode=dict(type="str", choices=["reload", "lua"]),
+    nginx_admin_url=dict(type="str"),
+    timeout=dict(type="float", default=5),
+)
+COMMON_MODULE_KWARGS = dict(
+    mutually_exclusive=[("lbs", "endpoints"), ("lbs", "pool")],
+    required_one_of=[("lbs", "endpoints")],
+    required_by={"endpoints": ("pool",)},
+)
+# The single-LB form's kind options: nginx_<option> for the nginx kind's options.
+_SINGLE_FORM_OPTIONS = ("conf", "prefix", "pidfile", "binary", "mode", "admin_url")
 
 
 def parse_quantity(value: Any, total: int, what: str = "min_ready") -> int:
@@ -86,364 +108,67 @@ def capacity_check(members: list[dict[str, Any]], leaving: dict[str, Any] | list
             required=required)
 
 
-# -- drivers ---------------------------------------------------------------------------------------
-class HAProxyDriver:
-    kind = "haproxy"
+# -- the set ---------------------------------------------------------------------------------------
+def lb_specs(params: dict[str, Any], need_members: bool = True) -> list[LBSpec]:
+    """The LB set of the module options: ``lbs``, or the one LB of the single-LB options.
 
-    def __init__(self, endpoint: str, pool: str, member: str, address: str | None, timeout: float) -> None:
-        self.endpoint = endpoint
-        self.pool = pool
-        self.member = member
-        self.address = address
-        self.api = RuntimeAPI(endpoint, timeout)
-        self.name = member
-
-    @property
-    def lb_key(self) -> tuple:
-        return (self.kind, self.endpoint, self.pool)
-
-    @staticmethod
-    def batch():
-        """Changes through the runtime API apply one by one: nothing to collect."""
-        return nullcontext()
-
-    def snapshot(self) -> list[dict[str, Any]]:
-        return [s.as_dict() for s in self.api.servers(self.pool).values()]
-
-    def find(self, members: list[dict[str, Any]]) -> dict[str, Any]:
-        for m in members:
-            if m["name"] == self.member or (self.address and m["address"] == self.address):
-                self.name = m["name"]
-                return m
-        raise HAProxyError(f"HAProxy at {self.endpoint}: backend {self.pool!r} has no server {self.member!r}"
-                           + (f" (or address {self.address})" if self.address else "")
-                           + f"; its servers are: {', '.join(m['name'] for m in members) or '(none)'}. Fix "
-                           f"`member` (the server name in the HAProxy configuration).",
-                           endpoint=self.endpoint, pool=self.pool, member=self.member,
-                           members=[m["name"] for m in members])
-
-    def preflight(self) -> None:
-        self.api.require_admin()
-
-    @staticmethod
-    def in_state(current: dict[str, Any], target: str) -> bool:
-        """maint: forced into maintenance; ready: neither forced into maintenance nor into drain.
-
-        Maintenance or drain inherited from a tracked server (MAINT (via ...)) is not ours to change.
-        """
-        flags = current["admin_flags"]
-        if target == "maint":
-            return bool(flags & ADMF_FMAINT)
-        return not flags & (ADMF_FMAINT | ADMF_FDRAIN)
-
-    @staticmethod
-    def sessions(current: dict[str, Any]) -> int | None:
-        return current["sessions"] + current["queued"]
-
-    def take_out(self, current: dict[str, Any]) -> None:
-        if current["state"] != "drain":
-            self.api.set_state(self.pool, self.name, "drain")
-
-    def remaining(self) -> int:
-        server = self.api.server(self.pool, self.name)
-        return server.in_flight
-
-    def force(self) -> None:
-        self.api.shutdown_sessions(self.pool, self.name)
-
-    def finish(self) -> None:
-        self.api.set_state(self.pool, self.name, "maint")
-
-    def disable(self) -> None:
-        self.api.set_state(self.pool, self.name, "maint")
-
-    def enable(self) -> None:
-        self.api.set_state(self.pool, self.name, "ready")
-
-    def restore(self, previous: dict[str, Any]) -> None:
-        self.api.set_state(self.pool, self.name, previous["state"])
-
-    def resolve_weight(self, current: dict[str, Any], weight: Any) -> int:
-        return resolve_weight(weight, current["initial_weight"])
-
-    def set_weight(self, weight: int) -> None:
-        self.api.set_weight(self.pool, self.name, weight)
-
-    def healthy(self) -> tuple[bool, str]:
-        server = self.api.server(self.pool, self.name)
-        return server.settled_up, server.status
-
-
-class NginxDriver:
-    kind = "nginx"
-
-    def __init__(self, instance: NginxInstance, pool: str, member: str, address: str | None,
-                 health_uri: str | None) -> None:
-        self.instance = instance
-        self.endpoint = instance.upstream_file
-        self.pool = pool
-        self.member = member
-        self.address = address
-        self.health_uri = health_uri
-        self.old_workers: dict[int, str] = {}
-        self.name = member
-
-    @property
-    def lb_key(self) -> tuple:
-        return (self.kind, self.endpoint, self.pool)
-
-    def batch(self):
-        """Changes of every member on this instance made in the block: one edit, one ``nginx -t``, one reload."""
-        return self.instance.deferred()
-
-    def _health(self, server) -> str:
-        return probe(server.address, self.health_uri) if self.health_uri else "UNKNOWN"
-
-    def snapshot(self) -> list[dict[str, Any]]:
-        self.instance.master_pid()  # nginx must be running: check before touching anything
-        servers = self.instance.servers(self.pool)
-        sessions = connection_counts(list(self.instance.workers()), [s.address for s in servers])
-        with ThreadPoolExecutor(max_workers=min(16, len(servers) or 1)) as pool:
-            health = list(pool.map(self._health, servers))
-        return [as_member(s, h, sessions[s.address]) for s, h in zip(servers, health)]
-
-    def find(self, members: list[dict[str, Any]]) -> dict[str, Any]:
-        servers = self.instance.servers(self.pool)
-        server = find_server(servers, self.member, self.address, f"{self.endpoint} upstream {self.pool!r}")
-        self.name = server.name
-        self.address = server.address
-        return next(m for m in members if m["address"] == server.address)
-
-    def preflight(self) -> None:
-        self.instance.check_writable()
-
-    @staticmethod
-    def in_state(current: dict[str, Any], target: str) -> bool:
-        return current["state"] == target
-
-    @staticmethod
-    def sessions(current: dict[str, Any]) -> int | None:
-        return current["sessions"]
-
-    def _change(self, **kwargs: Any) -> None:
-        self.old_workers = self.instance.change(self.pool, self.name, self.address, **kwargs)
-
-    def take_out(self, current: dict[str, Any]) -> None:
-        self._change(down=True)
-
-    def remaining(self) -> int:
-        """Old workers still running (they exit once their in-flight requests are done)."""
-        return len(still_running(self.old_workers))
-
-    def force(self) -> None:
-        self.instance.terminate(self.old_workers)
-
-    def finish(self) -> None:
-        pass  # already `down` in the file nginx runs
-
-    def disable(self) -> None:
-        self._change(down=True)
-
-    def enable(self) -> None:
-        self._change(down=False)
-
-    def restore(self, previous: dict[str, Any]) -> None:
-        self._change(down=previous["state"] == "maint")
-
-    def resolve_weight(self, current: dict[str, Any], weight: Any) -> int:
-        """A whole number from 1; ``100%`` keeps the weight written in the file (nginx has no other reference)."""
-        text = str(weight).strip()
-        if text == "100%":
-            return current["weight"]
-        if not text.isdigit() or int(text) < 1:
-            raise RolloutError(f"nginx weights are whole numbers from 1, or '100%' for the weight in the upstream "
-                               f"file as it is (nginx has no configured weight that other percentages could refer "
-                               f"to); got {weight!r}", weight=weight)
-        return int(text)
-
-    def set_weight(self, weight: int) -> None:
-        self._change(weight=weight)
-
-    def healthy(self) -> tuple[bool, str]:
-        health = probe(self.address, self.health_uri) if self.health_uri else "UNKNOWN"
-        return health == "UP", health
-
-
-class NginxLuaDriver:
-    """nginx in Lua mode: the balancer's shared dict, through its admin API; never a reload.
-
-    Drain: ``drain`` (the balancer picks the member for no new request), wait until its in-flight
-    count is 0, then ``maint``. The in-flight count is the balancer's own: +1 when it picks the
-    member for a request, -1 when the request is logged.
+    Top-level ``member``/``members``/``address`` (lb_member) apply to every LB of the set that does
+    not name its own members.
     """
-
-    kind = "nginx"
-    mode = "lua"
-
-    def __init__(self, balancer: LuaBalancer, pool: str, member: str, address: str | None,
-                 health_uri: str | None) -> None:
-        self.balancer = balancer
-        self.endpoint = balancer.admin_url
-        self.pool = pool
-        self.member = member
-        self.address = address
-        self.health_uri = health_uri
-        self.name = member
-
-    @property
-    def lb_key(self) -> tuple:
-        return (self.kind, self.endpoint, self.pool)
-
-    @staticmethod
-    def batch():
-        return nullcontext()
-
-    def _health(self, member) -> str:
-        return probe(member.address, self.health_uri) if self.health_uri else "UNKNOWN"
-
-    def snapshot(self) -> list[dict[str, Any]]:
-        members = self.balancer.members(self.pool)
-        with ThreadPoolExecutor(max_workers=min(16, len(members) or 1)) as pool:
-            health = list(pool.map(self._health, members))
-        return [as_lua_member(m, h) for m, h in zip(members, health)]
-
-    def find(self, members: list[dict[str, Any]]) -> dict[str, Any]:
-        found = find_lua_member(self.balancer.members(self.pool), self.member, self.address,
-                                f"nginx admin API {self.endpoint} pool {self.pool!r}")
-        self.name = found.name
-        self.address = found.address
-        return next(m for m in members if m["name"] == found.name)
-
-    def preflight(self) -> None:
-        pass  # the snapshot already reached the admin API
-
-    @staticmethod
-    def in_state(current: dict[str, Any], target: str) -> bool:
-        return current["state"] == target
-
-    @staticmethod
-    def sessions(current: dict[str, Any]) -> int | None:
-        return current["sessions"]
-
-    def take_out(self, current: dict[str, Any]) -> None:
-        if current["state"] != "drain":
-            self.balancer.set(self.pool, self.name, state="drain")
-
-    def remaining(self) -> int:
-        return self.balancer.member(self.pool, self.name).in_flight
-
-    def force(self) -> None:
-        """nginx cannot cut one upstream's requests without a reload: they run on; the member goes to maint."""
-
-    def finish(self) -> None:
-        self.balancer.set(self.pool, self.name, state="maint")
-
-    def disable(self) -> None:
-        self.balancer.set(self.pool, self.name, state="maint")
-
-    def enable(self) -> None:
-        self.balancer.set(self.pool, self.name, state="ready")
-
-    def restore(self, previous: dict[str, Any]) -> None:
-        self.balancer.set(self.pool, self.name, state=previous["state"])
-
-    def resolve_weight(self, current: dict[str, Any], weight: Any) -> int:
-        """A whole number from 1; ``100%`` keeps the member's current weight."""
-        text = str(weight).strip()
-        if text == "100%":
-            return current["weight"]
-        if not text.isdigit() or int(text) < 1:
-            raise RolloutError(f"nginx weights are whole numbers from 1, or '100%' for the member's weight as it "
-                               f"is; got {weight!r}", weight=weight)
-        return int(text)
-
-    def set_weight(self, weight: int) -> None:
-        self.balancer.set(self.pool, self.name, weight=weight)
-
-    def healthy(self) -> tuple[bool, str]:
-        health = probe(self.address, self.health_uri) if self.health_uri else "UNKNOWN"
-        return health == "UP", health
-
-
-def nginx_spec(endpoint: Any, defaults: dict[str, Any]) -> dict[str, Any]:
-    """An endpoint is the upstream file path (reload mode), or a dict of NGINX_KEYS over ``defaults``."""
-    spec = {key: defaults.get(key) for key in NGINX_KEYS}
-    if isinstance(endpoint, dict):
-        unknown = set(endpoint) - set(NGINX_KEYS)
-        if unknown:
-            raise RolloutError(f"unknown keys {sorted(unknown)} in an nginx endpoint; use {', '.join(NGINX_KEYS)}",
-                               endpoint=endpoint)
-        spec.update({k: v for k, v in endpoint.items() if v is not None})
-    elif spec.get("mode") == "lua":
-        spec["admin_url"] = str(endpoint)
-    else:
-        spec["upstream_file"] = str(endpoint)
-    spec["mode"] = spec.get("mode") or "reload"
-    if spec["mode"] not in NGINX_MODES:
-        raise RolloutError(f"nginx mode must be one of {', '.join(NGINX_MODES)}, got {spec['mode']!r}",
-                           endpoint=endpoint)
-    if spec["mode"] == "lua" and not spec.get("admin_url"):
-        raise RolloutError("an nginx endpoint in lua mode needs admin_url (the balancer's admin location, such as "
-                           "http://127.0.0.1:8081/sre-rollout): set it in the endpoint or as nginx_admin_url",
-                           endpoint=endpoint)
-    if spec["mode"] == "reload" and not spec.get("upstream_file"):
-        raise RolloutError("an nginx endpoint needs upstream_file (the file holding the upstream block)",
-                           endpoint=endpoint)
-    return spec
-
-
-def nginx_instance(endpoint: Any, defaults: dict[str, Any], timeout: float) -> NginxInstance:
-    """The reload mode's instance of an endpoint (see ``nginx_spec``)."""
-    spec = nginx_spec(endpoint, defaults)
-    keys = ("upstream_file", "conf", "prefix", "pidfile", "binary")
-    return NginxInstance(timeout=timeout, **{k: spec[k] for k in keys if spec.get(k) is not None})
-
-
-def make_drivers(params: dict[str, Any]) -> list[Any]:
-    """Drivers for the module options backend/endpoints/pool/member(s)/address/timeout/health_uri/nginx_*.
-
-    One driver per member and endpoint, members first; the drivers of one nginx endpoint share its
-    instance, so that a batch of members changes in one edit and one reload.
-    """
-    endpoints = params["endpoints"] or []
-    if not endpoints:
-        raise RolloutError("endpoints is empty: give at least one LB endpoint")
-    members = params.get("members") or [params.get("member") or ""]
+    top_members = params.get("members") or ([params["member"]] if params.get("member") else [])
+    if params.get("members") is not None and not params["members"]:
+        raise RolloutError("members is empty: give at least one member, or use member")
     if params.get("members") and params.get("address"):
         raise RolloutError("address applies to one member; with members, name each member (or give its "
                            "address as the name)")
-    nginx_defaults = {key: params.get(f"nginx_{key}") for key in NGINX_KEYS}
-    clients: list[Any] = []
-    for endpoint in endpoints:
-        if params["backend"] == "haproxy":
-            if not isinstance(endpoint, str):
-                raise RolloutError(f"an HAProxy endpoint is a socket path or tcp://host:port, got {endpoint!r}")
-            clients.append(endpoint)
-            continue
-        spec = nginx_spec(endpoint, nginx_defaults)
-        if spec["mode"] == "lua":
-            clients.append(LuaBalancer(spec["admin_url"], params["timeout"]))
-        else:
-            clients.append(nginx_instance(endpoint, nginx_defaults, params["timeout"]))
-    drivers: list[Any] = []
-    for member in members:
-        for client in clients:
-            if params["backend"] == "haproxy":
-                drivers.append(HAProxyDriver(client, params["pool"], member, params.get("address"),
-                                             params["timeout"]))
-            elif isinstance(client, LuaBalancer):
-                drivers.append(NginxLuaDriver(client, params["pool"], member, params.get("address"),
-                                              params.get("health_uri")))
-            else:
-                drivers.append(NginxDriver(client, params["pool"], member, params.get("address"),
-                                           params.get("health_uri")))
+    if params.get("lbs") is not None:
+        items = params["lbs"]
+        if not items:
+            raise RolloutError("lbs is empty: give at least one LB (name, kind, endpoints, pool, member)")
+    else:
+        options = {key: params.get(f"nginx_{key}") for key in _SINGLE_FORM_OPTIONS
+                   if params.get(f"nginx_{key}") is not None}
+        items = [{"name": "", "kind": params["backend"], "endpoints": params.get("endpoints"),
+                  "pool": params.get("pool"), "health_uri": params.get("health_uri"), "options": options}]
+    specs = []
+    for index, item in enumerate(items):
+        kind = item.get("kind") or item.get("backend")
+        label = item.get("name") or f"lbs[{index}]"
+        if kind not in KINDS:
+            raise RolloutError(f"LB {label}: kind {kind!r} is not one of {', '.join(sorted(KINDS))}", lb=label)
+        if not item.get("endpoints"):
+            raise RolloutError(f"LB {label}: endpoints is empty: give at least one LB endpoint", lb=label)
+        if item.get("members") is not None and not item["members"]:
+            raise RolloutError(f"LB {label}: members is empty: give at least one member, or use member", lb=label)
+        members = item.get("members") or ([item["member"]] if item.get("member") else []) or top_members
+        if need_members and not members:
+            raise RolloutError(f"LB {label}: no member: give member (or members) for this LB", lb=label)
+        specs.append(LBSpec(kind=kind, endpoints=list(item["endpoints"]), pool=item["pool"],
+                            name=item.get("name") or "", members=list(members),
+                            address=item.get("address") or params.get("address"), weight=item.get("weight"),
+                            health_uri=item.get("health_uri") or params.get("health_uri"),
+                            options=dict(item.get("options") or {})))
+    return specs
+
+
+def make_drivers(params: dict[str, Any], need_members: bool = True) -> list[Driver]:
+    """Drivers for the module options: one per LB, member and endpoint (see ``lb_specs``).
+
+    Members first within an LB; the drivers of one nginx endpoint share its instance, so that a
+    batch of members changes in one edit and one reload.
+    """
+    drivers: list[Driver] = []
+    for spec in lb_specs(params, need_members):
+        if not spec.members:
+            spec.members = [""]
+        drivers.extend(KINDS[spec.kind].drivers(spec, params["timeout"]))
     return drivers
 
 
 # -- the operation ---------------------------------------------------------------------------------
 @dataclass
 class LBView:
-    driver: Any
+    driver: Driver
     members: list[dict[str, Any]]
     before: dict[str, Any]
     state_change: bool = False
@@ -452,6 +177,8 @@ class LBView:
     waited: float = 0.0
     forced: bool = False
     touched: bool = False
+    out_at: float | None = None    # seconds from the operation's start: taken out (drain)
+    done_at: float | None = None   # ... no work left in flight (drain)
 
     @property
     def weight_change(self) -> bool:
@@ -477,16 +204,23 @@ class Options:
 
 @contextmanager
 def batched(views: list[LBView]) -> Iterator[None]:
-    """Every driver's batch around the block: the reload mode applies the block's changes in one reload."""
+    """Every instance's batch around the block: the reload mode applies the block's changes in one reload."""
     with ExitStack() as stack:
-        seen: set[int] = set()
+        seen: set[Any] = set()
         for view in views:
-            shared = id(getattr(view.driver, "instance", view.driver))
-            if shared in seen or not hasattr(view.driver, "batch"):
+            if view.driver.instance_key in seen:
                 continue
-            seen.add(shared)
+            seen.add(view.driver.instance_key)
             stack.enter_context(view.driver.batch())
         yield
+
+
+def by_instance(views: list[LBView]) -> list[list[LBView]]:
+    """The views grouped by the LB instance they act on, in order."""
+    groups: dict[Any, list[LBView]] = {}
+    for view in views:
+        groups.setdefault(view.driver.instance_key, []).append(view)
+    return list(groups.values())
 
 
 class Operation:
@@ -497,7 +231,7 @@ class Operation:
     nginx's reload mode one edit and one reload per LB for each step.
     """
 
-    def __init__(self, drivers: list[Any], options: Options, check_mode: bool = False,
+    def __init__(self, drivers: list[Driver], options: Options, check_mode: bool = False,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
         self.drivers = drivers
         self.opts = options
@@ -506,6 +240,7 @@ class Operation:
         self.sleep = sleep
         self.views: list[LBView] = []
         self.target = TARGET_STATE[options.state]
+        self.started = clock()
 
     def key(self, view: LBView) -> str:
         """How results and messages name a view: its endpoint, and its member when there are several."""
@@ -523,7 +258,7 @@ class Operation:
         """Read every LB first: if any is unreachable or lacks a member, nothing is touched."""
         snapshots: dict[tuple, list[dict[str, Any]]] = {}
         for driver in self.drivers:
-            key = getattr(driver, "lb_key", id(driver))
+            key = driver.lb_key
             if key not in snapshots:
                 snapshots[key] = driver.snapshot()
             members = snapshots[key]
@@ -538,21 +273,30 @@ class Operation:
             leaving: dict[Any, list[LBView]] = {}
             for view in self.views:
                 if view.state_change and view.before["ready"]:
-                    leaving.setdefault(getattr(view.driver, "lb_key", id(view.driver)), []).append(view)
+                    leaving.setdefault(view.driver.lb_key, []).append(view)
             for views in leaving.values():
                 first = views[0]
                 capacity_check(first.members, [v.before for v in views], self.opts.min_ready,
                                f"pool {first.driver.pool!r} at {first.driver.endpoint}")
 
     def _plan_weights(self, view: LBView) -> None:
+        """The weight to end at: ``weight`` (``configured``: the LB's own, else 100%), else the LB's own.
+
+        A warm-up ends at 100% unless a weight says otherwise. One given in percentages runs on the
+        LBs whose weights are percentages (``percent_weights``); the others (nginx) skip it.
+        """
         final = self.opts.weight
-        if final is None and self.opts.warmup and view.driver.kind == "haproxy":
+        if final == "configured":
+            final = view.driver.lb.weight if view.driver.lb.weight is not None else "100%"
+        if final is None and self.target == "ready":
+            final = view.driver.lb.weight
+        percent = any(str(step["weight"]).strip().endswith("%") for step in self.opts.warmup)
+        warm = bool(self.opts.warmup) and (view.driver.percent_weights or not percent)
+        if final is None and warm:
             final = "100%"
-        if final is None and self.opts.warmup:
-            final = view.before["weight"]
         if final is not None:
             view.target_weight = view.driver.resolve_weight(view.before, final)
-        if self.opts.warmup and view.state_change and self.target == "ready":
+        if warm and view.state_change and self.target == "ready":
             view.steps = [view.driver.resolve_weight(view.before, s["weight"]) for s in self.opts.warmup]
 
     # -- act -----------------------------------------------------------------
@@ -579,16 +323,26 @@ class Operation:
             action(view)
             view.touched = True
 
+    def _take_out(self, views: list[LBView]) -> None:
+        """One LB instance: take its members out in one batch (one reload in nginx's reload mode)."""
+        with batched(views):
+            for view in views:
+                view.driver.take_out(view.before)
+                view.touched = True
+        for view in views:
+            view.out_at = round(self.clock() - self.started, 3)
+
     def _drain(self) -> None:
+        """Take the members out of every LB at once, then wait for all of them under one deadline."""
         out = [v for v in self.views if v.state_change]
-        try:
-            with batched(out):
-                for view in out:
-                    view.driver.take_out(view.before)
-                    view.touched = True
-        except RolloutError as exc:
-            self._restore(out, exc)
-            raise
+        groups = by_instance(out)
+        with ThreadPoolExecutor(max_workers=min(8, len(groups) or 1)) as pool:
+            errors = [f.exception() for f in [pool.submit(self._take_out, group) for group in groups]]
+        failed = [e for e in errors if e is not None]
+        if failed:
+            error = failed[0] if isinstance(failed[0], RolloutError) else RolloutError(str(failed[0]))
+            self._restore(out, error)
+            raise error
         start = self.clock()
         deadline = start + self.opts.drain_timeout
         pending = list(out)
@@ -598,6 +352,7 @@ class Operation:
                 left[self.key(view)] = view.driver.remaining()
                 if left[self.key(view)] == 0:
                     view.waited = round(self.clock() - start, 3)
+                    view.done_at = round(self.clock() - self.started, 3)
                     pending.remove(view)
             now = self.clock()
             if not pending or now >= deadline:
@@ -670,11 +425,13 @@ class Operation:
                     view.touched = True
 
     def _wait_healthy(self) -> None:
+        """Until the member is healthy on every LB that can tell (``has_health_check``)."""
         deadline = self.clock() + self.opts.health_timeout
         status: dict[str, str] = {}
+        watched = [view for view in self.views if view.driver.has_health_check]
         while True:
             pending = []
-            for view in self.views:
+            for view in watched:
                 ok, status[self.key(view)] = view.driver.healthy()
                 if not ok:
                     pending.append(self.key(view))
@@ -704,8 +461,7 @@ class Operation:
             "members": members,
             "lbs": lbs,
             "ready_members": [name for name in order if name in common],
-            "reloads": sum(getattr(i, "reloads", 0) for i in {id(getattr(d, "instance", d)): getattr(d, "instance", d)
-                                                              for d in self.drivers}.values()),
+            "reloads": sum({d.instance_key: d.reloads for d in self.drivers}.values()),
             "diff": {
                 "before": {k: {"state": lb["previous_state"], "weight": lb["previous_weight"]}
                            for k, lb in zip(keys, lbs)},
@@ -722,32 +478,58 @@ class Operation:
                 after["state"] = self.target
             if view.target_weight is not None:
                 after["weight"] = view.target_weight
-            after["ready"] = after["state"] == "ready" and after["health"] in ("UP", "UNKNOWN") \
-                and (after["weight"] or 0) > 0 and not after["backup"]
+            after["ready"] = is_ready(after["state"], after["health"], after["weight"], after["backup"])
         else:
-            key = getattr(view.driver, "lb_key", id(view.driver))
+            key = view.driver.lb_key
             if key not in after_snapshots:
                 after_snapshots[key] = view.driver.snapshot()
             members = after_snapshots[key]
             after = next(m for m in members if m["name"] == before["name"])
         return {
+            "name": view.driver.lb.name or None, "kind": view.driver.kind,
             "endpoint": view.driver.endpoint, "backend": view.driver.kind, "pool": view.driver.pool,
             "member": before["name"], "address": before["address"],
             "previous_state": before["state"], "state": after["state"],
             "previous_weight": before["weight"], "weight": after["weight"],
             "health": after["health"], "sessions_at_start": view.driver.sessions(before),
             "waited": view.waited, "forced": view.forced, "changed": view.changed,
+            "taken_out_at": view.out_at, "drained_at": view.done_at, "warmup_weights": view.steps,
             "ready_members": ready_names(members),
         }
 
 
-def pool_snapshot(drivers: list[Any]) -> dict[str, Any]:
-    """Members of the pool on every LB, and the members ready on all of them."""
-    pools = []
+def _serving(driver: Driver, members: list[dict[str, Any]]) -> bool | None:
+    """Is the driver's member ready in ``members``? None when the driver names no member."""
+    if not driver.member:
+        return None
+    try:
+        return bool(driver.find(members)["ready"])
+    except RolloutError:
+        return False
+
+
+def pool_snapshot(drivers: list[Driver]) -> dict[str, Any]:
+    """Members of the pool on every LB, the members ready on all of them, and whether each LB's member serves.
+
+    One snapshot per LB instance and pool, read in parallel; ``serving`` is true when every LB names
+    a member and that member is ready there.
+    """
+    unique: dict[tuple, Driver] = {}
     for driver in drivers:
-        pools.append({"endpoint": driver.endpoint, "backend": driver.kind, "pool": driver.pool,
-                      "members": driver.snapshot()})
+        unique.setdefault(driver.lb_key, driver)
+    with ThreadPoolExecutor(max_workers=min(8, len(unique) or 1)) as pool:
+        snapshots = dict(zip(unique, pool.map(lambda d: d.snapshot(), unique.values())))
+    pools = []
+    for key, driver in unique.items():
+        pools.append({"name": driver.lb.name or None, "kind": driver.kind, "endpoint": driver.endpoint,
+                      "backend": driver.kind, "pool": driver.pool, "members": snapshots[key]})
+    serving = {}
+    for driver in drivers:
+        if driver.member:
+            label = f"{driver.lb.label} {driver.endpoint} {driver.member}"
+            serving[label] = _serving(driver, snapshots[driver.lb_key])
     ready_sets = [set(ready_names(p["members"])) for p in pools]
     common = set.intersection(*ready_sets) if ready_sets else set()
     order = [m["name"] for m in pools[0]["members"]] if pools else []
-    return {"pools": pools, "ready_members": [name for name in order if name in common]}
+    return {"pools": pools, "ready_members": [name for name in order if name in common],
+            "members_serving": serving, "serving": bool(serving) and all(serving.values())}

@@ -35,12 +35,14 @@ import socket
 import subprocess
 import tempfile
 import time
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 from urllib.parse import quote, urlencode
 
 from ansible_collections.sre.rollout.plugins.module_utils._common import RolloutError
+from ansible_collections.sre.rollout.plugins.module_utils._lbtypes import Kind, LBSpec, member_record
 
 _UPSTREAM_RE = re.compile(r"^\s*upstream\s+(?P<name>[^\s{]+)\s*\{\s*(#.*)?$")
 _SERVER_RE = re.compile(r"^(?P<indent>\s*)server\s+(?P<body>[^;#]+);(?P<tail>\s*(#\s*(?P<comment>.*))?)$")
@@ -498,13 +500,8 @@ def probe(address: str, uri: str, timeout: float = 2.0) -> str:
 
 
 def as_member(server: UpstreamServer, health: str, sessions: int | None) -> dict[str, Any]:
-    state = "maint" if server.down else "ready"
-    return {
-        "name": server.name, "address": server.address, "state": state, "admin_flags": None, "health": health,
-        "status": "down" if server.down else "up", "weight": server.weight, "initial_weight": None,
-        "sessions": sessions, "queued": None, "check_status": None, "tracked": None, "backup": server.backup,
-        "ready": state == "ready" and health in ("UP", "UNKNOWN") and not server.backup,
-    }
+    return member_record(server.name, server.address, "maint" if server.down else "ready", health, server.weight,
+                         sessions, backup=server.backup, status="down" if server.down else "up")
 
 
 # -- Lua mode ------------------------------------------------------------------
@@ -606,10 +603,286 @@ def find_lua_member(members: list[LuaMember], member: str, address: str | None, 
 
 
 def as_lua_member(member: LuaMember, health: str) -> dict[str, Any]:
-    return {
-        "name": member.name, "address": member.address, "state": member.state, "admin_flags": None,
-        "health": health, "status": "up" if member.state == "ready" else member.state, "weight": member.weight,
-        "initial_weight": None, "sessions": member.in_flight, "in_flight": member.in_flight, "queued": None,
-        "check_status": None, "tracked": None, "backup": False,
-        "ready": member.state == "ready" and member.weight > 0 and health in ("UP", "UNKNOWN"),
-    }
+    return member_record(member.name, member.address, member.state, health, member.weight, member.in_flight,
+                         status="up" if member.state == "ready" else member.state, in_flight=member.in_flight)
+
+
+# -- the LB drivers (see _lbtypes.Driver) ------------------------------------------------------
+def _nginx_weight(current: dict[str, Any], weight: Any, reference: str) -> int:
+    """A whole number from 1; ``100%`` keeps ``reference`` (nginx has no configured weight to scale)."""
+    text = str(weight).strip()
+    if text == "100%":
+        return current["weight"]
+    if not text.isdigit() or int(text) < 1:
+        raise RolloutError(f"nginx weights are whole numbers from 1, or '100%' for {reference}; got {weight!r}",
+                           weight=weight)
+    return int(text)
+
+
+class NginxDriver:
+    """nginx in reload mode: the member's ``server`` line in the upstream file, then one graceful reload.
+
+    Drain: ``down`` and a reload, then wait until every worker that existed before it has exited
+    (nginx lets an old worker exit once its in-flight requests are done). Health comes from an
+    HTTP probe of ``health_uri`` when the LB has one; weights are whole numbers only.
+    """
+
+    kind = "nginx"
+    percent_weights = False
+
+    def __init__(self, lb: LBSpec, instance: NginxInstance, member: str) -> None:
+        self.lb = lb
+        self.instance = instance
+        self.endpoint = instance.upstream_file
+        self.pool = lb.pool
+        self.member = member
+        self.address = lb.address
+        self.health_uri = lb.health_uri
+        self.old_workers: dict[int, str] = {}
+        self.name = member
+
+    @property
+    def has_health_check(self) -> bool:
+        return bool(self.health_uri)
+
+    @property
+    def lb_key(self) -> tuple:
+        return (self.kind, self.endpoint, self.pool)
+
+    @property
+    def instance_key(self) -> Any:
+        return id(self.instance)
+
+    @property
+    def reloads(self) -> int:
+        return self.instance.reloads
+
+    def batch(self):
+        """Changes of every member on this instance made in the block: one edit, one ``nginx -t``, one reload."""
+        return self.instance.deferred()
+
+    def _health(self, server) -> str:
+        return probe(server.address, self.health_uri) if self.health_uri else "UNKNOWN"
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        self.instance.master_pid()  # nginx must be running: check before touching anything
+        servers = self.instance.servers(self.pool)
+        sessions = connection_counts(list(self.instance.workers()), [s.address for s in servers])
+        with ThreadPoolExecutor(max_workers=min(16, len(servers) or 1)) as pool:
+            health = list(pool.map(self._health, servers))
+        return [as_member(s, h, sessions[s.address]) for s, h in zip(servers, health)]
+
+    def find(self, members: list[dict[str, Any]]) -> dict[str, Any]:
+        servers = self.instance.servers(self.pool)
+        server = find_server(servers, self.member, self.address, f"{self.endpoint} upstream {self.pool!r}")
+        self.name = server.name
+        self.address = server.address
+        return next(m for m in members if m["address"] == server.address)
+
+    def preflight(self) -> None:
+        self.instance.check_writable()
+
+    @staticmethod
+    def in_state(current: dict[str, Any], target: str) -> bool:
+        return current["state"] == target
+
+    @staticmethod
+    def sessions(current: dict[str, Any]) -> int | None:
+        return current["sessions"]
+
+    def _change(self, **kwargs: Any) -> None:
+        self.old_workers = self.instance.change(self.pool, self.name, self.address, **kwargs)
+
+    def take_out(self, current: dict[str, Any]) -> None:
+        self._change(down=True)
+
+    def remaining(self) -> int:
+        """Old workers still running (they exit once their in-flight requests are done)."""
+        return len(still_running(self.old_workers))
+
+    def force(self) -> None:
+        self.instance.terminate(self.old_workers)
+
+    def finish(self) -> None:
+        pass  # already `down` in the file nginx runs
+
+    def disable(self) -> None:
+        self._change(down=True)
+
+    def enable(self) -> None:
+        self._change(down=False)
+
+    def restore(self, previous: dict[str, Any]) -> None:
+        self._change(down=previous["state"] == "maint")
+
+    @staticmethod
+    def resolve_weight(current: dict[str, Any], weight: Any) -> int:
+        return _nginx_weight(current, weight, "the weight in the upstream file as it is (nginx has no configured "
+                                              "weight that other percentages could refer to)")
+
+    def set_weight(self, weight: int) -> None:
+        self._change(weight=weight)
+
+    def healthy(self) -> tuple[bool, str]:
+        health = probe(self.address, self.health_uri) if self.health_uri else "UNKNOWN"
+        return health == "UP", health
+
+
+class NginxLuaDriver:
+    """nginx in Lua mode: the balancer's shared dict, through its admin API; never a reload.
+
+    Drain: ``drain`` (the balancer picks the member for no new request), wait until its in-flight
+    count is 0, then ``maint``. The in-flight count is the balancer's own: +1 when it picks the
+    member for a request, -1 when the request is logged.
+    """
+
+    kind = "nginx"
+    mode = "lua"
+    percent_weights = False
+    reloads = 0
+
+    def __init__(self, lb: LBSpec, balancer: LuaBalancer, member: str) -> None:
+        self.lb = lb
+        self.balancer = balancer
+        self.endpoint = balancer.admin_url
+        self.pool = lb.pool
+        self.member = member
+        self.address = lb.address
+        self.health_uri = lb.health_uri
+        self.name = member
+
+    @property
+    def has_health_check(self) -> bool:
+        return bool(self.health_uri)
+
+    @property
+    def lb_key(self) -> tuple:
+        return (self.kind, self.endpoint, self.pool)
+
+    @property
+    def instance_key(self) -> Any:
+        return id(self.balancer)
+
+    @staticmethod
+    def batch():
+        return nullcontext()
+
+    def _health(self, member) -> str:
+        return probe(member.address, self.health_uri) if self.health_uri else "UNKNOWN"
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        members = self.balancer.members(self.pool)
+        with ThreadPoolExecutor(max_workers=min(16, len(members) or 1)) as pool:
+            health = list(pool.map(self._health, members))
+        return [as_lua_member(m, h) for m, h in zip(members, health)]
+
+    def find(self, members: list[dict[str, Any]]) -> dict[str, Any]:
+        found = find_lua_member(self.balancer.members(self.pool), self.member, self.address,
+                                f"nginx admin API {self.endpoint} pool {self.pool!r}")
+        self.name = found.name
+        self.address = found.address
+        return next(m for m in members if m["name"] == found.name)
+
+    def preflight(self) -> None:
+        pass  # the snapshot already reached the admin API
+
+    @staticmethod
+    def in_state(current: dict[str, Any], target: str) -> bool:
+        return current["state"] == target
+
+    @staticmethod
+    def sessions(current: dict[str, Any]) -> int | None:
+        return current["sessions"]
+
+    def take_out(self, current: dict[str, Any]) -> None:
+        if current["state"] != "drain":
+            self.balancer.set(self.pool, self.name, state="drain")
+
+    def remaining(self) -> int:
+        return self.balancer.member(self.pool, self.name).in_flight
+
+    def force(self) -> None:
+        """nginx cannot cut one upstream's requests without a reload: they run on; the member goes to maint."""
+
+    def finish(self) -> None:
+        self.balancer.set(self.pool, self.name, state="maint")
+
+    def disable(self) -> None:
+        self.balancer.set(self.pool, self.name, state="maint")
+
+    def enable(self) -> None:
+        self.balancer.set(self.pool, self.name, state="ready")
+
+    def restore(self, previous: dict[str, Any]) -> None:
+        self.balancer.set(self.pool, self.name, state=previous["state"])
+
+    @staticmethod
+    def resolve_weight(current: dict[str, Any], weight: Any) -> int:
+        return _nginx_weight(current, weight, "the member's weight as it is")
+
+    def set_weight(self, weight: int) -> None:
+        self.balancer.set(self.pool, self.name, weight=weight)
+
+    def healthy(self) -> tuple[bool, str]:
+        health = probe(self.address, self.health_uri) if self.health_uri else "UNKNOWN"
+        return health == "UP", health
+
+
+# The options of an nginx LB (``options`` of an lbs item; an endpoint given as a dictionary may
+# override them for itself, and names its own ``upstream_file``).
+NGINX_OPTIONS = ("mode", "admin_url", "conf", "prefix", "pidfile", "binary")
+NGINX_ENDPOINT_KEYS = ("upstream_file",) + NGINX_OPTIONS
+NGINX_MODES = ("reload", "lua")
+NGINX_DEFAULTS = {"mode": "reload", "conf": "/etc/nginx/nginx.conf", "pidfile": "/run/nginx.pid",
+                  "binary": "/usr/sbin/nginx"}
+
+
+def nginx_spec(endpoint: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """An endpoint is the upstream file path (reload mode), the admin URL (lua mode), or a dict over ``options``."""
+    spec: dict[str, Any] = dict(NGINX_DEFAULTS)
+    spec.update({k: v for k, v in options.items() if v is not None})
+    if isinstance(endpoint, dict):
+        unknown = set(endpoint) - set(NGINX_ENDPOINT_KEYS)
+        if unknown:
+            raise RolloutError(f"unknown keys {sorted(unknown)} in an nginx endpoint; use "
+                               f"{', '.join(NGINX_ENDPOINT_KEYS)}", endpoint=endpoint)
+        spec.update({k: v for k, v in endpoint.items() if v is not None})
+    elif spec.get("mode") == "lua":
+        spec["admin_url"] = str(endpoint)
+    else:
+        spec["upstream_file"] = str(endpoint)
+    if spec["mode"] not in NGINX_MODES:
+        raise RolloutError(f"nginx mode must be one of {', '.join(NGINX_MODES)}, got {spec['mode']!r}",
+                           endpoint=endpoint)
+    if spec["mode"] == "lua" and not spec.get("admin_url"):
+        raise RolloutError("an nginx endpoint in lua mode needs admin_url (the balancer's admin location, such as "
+                           "http://127.0.0.1:8081/sre-rollout): set it in the endpoint or as the LB's admin_url "
+                           "option", endpoint=endpoint)
+    if spec["mode"] == "reload" and not spec.get("upstream_file"):
+        raise RolloutError("an nginx endpoint needs upstream_file (the file holding the upstream block)",
+                           endpoint=endpoint)
+    return spec
+
+
+def nginx_instance(endpoint: Any, options: dict[str, Any], timeout: float) -> NginxInstance:
+    """The reload mode's instance of an endpoint (see ``nginx_spec``)."""
+    spec = nginx_spec(endpoint, options)
+    keys = ("upstream_file", "conf", "prefix", "pidfile", "binary")
+    return NginxInstance(timeout=timeout, **{k: spec[k] for k in keys if spec.get(k) is not None})
+
+
+def drivers(lb: LBSpec, timeout: float) -> list[Any]:
+    """One driver per member and endpoint; the drivers of one endpoint share its instance (one reload per batch)."""
+    lb.check_options(NGINX_OPTIONS)
+    clients: list[Any] = []
+    for endpoint in lb.endpoints:
+        spec = nginx_spec(endpoint, lb.options)
+        if spec["mode"] == "lua":
+            clients.append(LuaBalancer(spec["admin_url"], timeout))
+        else:
+            clients.append(nginx_instance(endpoint, lb.options, timeout))
+    return [NginxLuaDriver(lb, client, member) if isinstance(client, LuaBalancer) else NginxDriver(lb, client, member)
+            for member in lb.members for client in clients]
+
+
+KIND = Kind(name="nginx", options=NGINX_OPTIONS, drivers=drivers)

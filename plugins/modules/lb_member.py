@@ -7,13 +7,16 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: lb_member
-short_description: Drain, disable, enable or re-weight members in HAProxy or nginx load balancers
+short_description: Drain, disable, enable or re-weight members in every load balancer they are in
 version_added: 0.1.0
 description:
-  - Takes one member (server) of a pool out of traffic without dropping a request, or puts it back,
-    on every load-balancer instance listed in O(endpoints) at once.
-  - B(Look before touching.) Every endpoint is read first; if any is unreachable, lacks the pool or the
+  - Takes a member (server) out of traffic without dropping a request, or puts it back, on every load
+    balancer of the set O(lbs) at once, HAProxy and nginx alike, or on the instances of one LB (O(endpoints)).
+  - B(Look before touching.) Every LB is read first; if any is unreachable, lacks the pool or the
     member, or the capacity guard (O(min_ready)) refuses, nothing is changed anywhere.
+  - B(One drain for the whole set.) The member is taken out of every LB at the same moment (one thread
+    per LB instance), then one drain deadline covers all of them; the result reports per LB when it was
+    taken out and when its last request finished (RV(lbs[].taken_out_at), RV(lbs[].drained_at)).
   - B(HAProxy), through its runtime API over a unix socket or C(tcp://host:port).
     V(drained) sets the server to C(drain) (no new sessions), waits until its current sessions and queue
     are both 0, then sets C(maint). V(disabled) sets C(maint) at once. V(enabled) sets C(ready) and can
@@ -78,29 +81,18 @@ attributes:
 extends_documentation_fragment:
   - sre.rollout.lb
 options:
-  endpoints:
-    description:
-      - The LB instances that the member is in; the module acts on all of them or on none.
-      - For HAProxy, the runtime API of each instance, a unix socket path (C(/run/haproxy/admin.sock),
-        also C(unix:///run/haproxy/admin.sock)) or C(tcp://host:port). The socket needs C(level admin).
-      - For nginx, the upstream file of each instance (reload mode) or its admin URL (O(nginx_mode=lua)), or
-        a dictionary with C(mode) (V(lua) or V(reload)), C(admin_url), C(upstream_file) and any of C(conf),
-        C(prefix), C(pidfile), C(binary) overriding O(nginx_mode), O(nginx_admin_url), O(nginx_conf),
-        O(nginx_prefix), O(nginx_pidfile), O(nginx_binary) for that instance.
-    type: list
-    elements: raw
-    required: true
   member:
     description:
-      - The member's name. HAProxy, the server name in the backend. nginx reload mode, the name in a C(# name)
-        comment after the member's C(server) line, or its address as written there (C(host:port)). nginx lua
-        mode, the name in the balancer's member file, or its address.
-      - Exactly one of O(member) and O(members).
+      - The member's name, on every LB that does not name its own (O(lbs[].member)). HAProxy, the server name
+        in the backend. nginx reload mode, the name in a C(# name) comment after the member's C(server) line,
+        or its address as written there (C(host:port)). nginx lua mode, the name in the balancer's member
+        file, or its address.
+      - At most one of O(member) and O(members).
     type: str
   members:
     description:
       - Several members (names as for O(member)) brought to O(state) together, as one batch step.
-      - Exactly one of O(member) and O(members).
+      - At most one of O(member) and O(members).
     type: list
     elements: str
   address:
@@ -141,18 +133,21 @@ options:
     default: 1
   weight:
     description:
-      - Weight to set. HAProxy, 0..256 or a percentage of the configured weight (V(50%)), as
-        C(set server ... weight) understands it. nginx, a whole number from 1 written as C(weight=N), or
-        V(100%), which keeps the weight written in the upstream file (nginx has no configured weight that
-        other percentages could refer to).
-      - With O(warmup), the weight the warm-up ends at (default, the configured weight, C(100%); nginx,
-        the weight in the file).
+      - Weight to set on every LB, over each LB's own O(lbs[].weight). HAProxy, 0..256 or a percentage of
+        the configured weight (V(50%)), as C(set server ... weight) understands it. nginx, a whole number from 1
+        written as C(weight=N), or V(100%), which keeps the weight written in the upstream file (nginx has no
+        configured weight that other percentages could refer to).
+      - V(configured), each LB's own O(lbs[].weight), else V(100%); for example to end a canary's reduced weight.
+      - Without it, an LB's own O(lbs[].weight) if it has one; with O(warmup), the weight the warm-up ends at
+        (default V(100%), the configured weight).
     type: raw
   warmup:
     description:
       - When O(state=enabled) brings the member back, a list of weight steps. The member is enabled at the
         first step's weight, each step is held for its C(pause) seconds, then the next step is set, and the
         warm-up ends at O(weight). Skipped when the member is already enabled.
+      - Steps given as percentages run on the LBs whose weights are percentages (HAProxy); the others (nginx,
+        whole weights only) enable the member at its weight at once (RV(lbs[].warmup_weights) is empty there).
     type: list
     elements: dict
     suboptions:
@@ -167,29 +162,19 @@ options:
   wait_healthy:
     description:
       - With O(state=enabled), wait until the member's health is C(UP) and settled, up to
-        O(health_timeout). HAProxy, its health check status; nginx, an HTTP probe of O(health_uri).
+        O(health_timeout), on every LB that can tell. HAProxy, its health check status; nginx, an HTTP probe
+        of O(health_uri) (an nginx LB without one is not waited on; if no LB of the set can tell, the task
+        fails).
     type: bool
     default: false
   health_timeout:
     description: Seconds O(wait_healthy) waits.
     type: float
     default: 30
-  health_uri:
-    description:
-      - nginx only. Path probed with HTTP GET on each member (C(http://<address><health_uri>)) to report its
-        health; a 2xx answer is C(UP). Without it nginx members have health C(UNKNOWN).
-      - Required for O(wait_healthy) with nginx.
-    type: str
   poll_interval:
     description: Seconds between two polls while waiting for a drain or for health.
     type: float
     default: 0.5
-  timeout:
-    description:
-      - HAProxy, seconds to wait for the runtime API to answer one command.
-      - nginx, seconds to wait for new workers after a reload.
-    type: float
-    default: 5
 notes:
   - HAProxy keeps runtime changes only until it restarts; keep them across reloads with
     C(server-state-file) and C(load-server-state-from-file).
@@ -211,6 +196,26 @@ seealso:
 """
 
 EXAMPLES = r"""
+- name: Take the host out of every load balancer it is in (HAProxy and nginx), one drain for all
+  sre.rollout.lb_member:
+    lbs:
+      - name: haproxy
+        kind: haproxy
+        endpoints: [/run/haproxy/admin.sock, tcp://10.0.0.2:9999]
+        pool: app
+        member: "{{ inventory_hostname }}"
+      - name: nginx
+        kind: nginx
+        endpoints: [http://127.0.0.1:8081/sre-rollout]
+        pool: app
+        member: "{{ ansible_host }}:8080"
+        health_uri: /health
+        options: {mode: lua}
+    state: drained
+    drain_timeout: 120
+    min_ready: 50%
+  delegate_to: localhost
+
 - name: Take web01 out of both HAProxy instances, waiting for in-flight requests
   sre.rollout.lb_member:
     backend: haproxy
@@ -297,11 +302,20 @@ reloads:
   type: int
   sample: 1
 lbs:
-  description: One entry per member and endpoint, members in the order given, endpoints in the order of O(endpoints).
+  description:
+    - One entry per LB, member and endpoint; LBs in the order of O(lbs), members in the order given, endpoints
+      in the order of each LB's endpoints.
   returned: always
   type: list
   elements: dict
   contains:
+    name:
+      description: The LB's O(lbs[].name) (null in the single-LB form).
+      type: str
+      sample: haproxy
+    kind:
+      description: V(haproxy) or V(nginx).
+      type: str
     endpoint:
       description: The endpoint (HAProxy socket / URL, nginx upstream file, nginx lua mode admin URL).
       type: str
@@ -352,6 +366,18 @@ lbs:
     forced:
       description: Whether O(on_timeout=force) cut remaining sessions on this LB.
       type: bool
+    taken_out_at:
+      description: O(state=drained), seconds from the task's start until the member was taken out of this LB.
+      type: float
+      sample: 0.012
+    drained_at:
+      description: O(state=drained), seconds from the task's start until no work was left in flight on this LB.
+      type: float
+      sample: 1.53
+    warmup_weights:
+      description: The warm-up weights set on this LB (empty when it had no warm-up).
+      type: list
+      elements: int
     changed:
       description: Whether this LB was (or, in check mode, would be) changed.
       type: bool
@@ -371,11 +397,10 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.sre.rollout.plugins.module_utils._common import RolloutError
 from ansible_collections.sre.rollout.plugins.module_utils._lb import (
-    COMMON_ARGUMENT_SPEC, Operation, Options, make_drivers)
+    COMMON_ARGUMENT_SPEC, COMMON_MODULE_KWARGS, Operation, Options, make_drivers)
 
 ARGUMENT_SPEC = dict(
     **COMMON_ARGUMENT_SPEC,
-    endpoints=dict(type="list", elements="raw", required=True),
     member=dict(type="str"),
     members=dict(type="list", elements="str"),
     address=dict(type="str"),
@@ -390,20 +415,17 @@ ARGUMENT_SPEC = dict(
     )),
     wait_healthy=dict(type="bool", default=False),
     health_timeout=dict(type="float", default=30),
-    health_uri=dict(type="str"),
     poll_interval=dict(type="float", default=0.5),
-    timeout=dict(type="float", default=5),
 )
 
 
-def validate(params: dict) -> None:
-    if params.get("members") is not None and not params["members"]:
-        raise RolloutError("members is empty: give at least one member, or use member")
+def validate(params: dict, drivers: list) -> None:
     if params["warmup"] and params["state"] != "enabled":
         raise RolloutError("warmup applies only to state=enabled; remove it or set state=enabled")
-    if params["wait_healthy"] and params["backend"] == "nginx" and not params["health_uri"]:
-        raise RolloutError("wait_healthy with backend=nginx needs health_uri (nginx has no health checks of its "
-                           "own): set health_uri, for example /health")
+    if params["wait_healthy"] and params["state"] == "enabled" and not any(d.has_health_check for d in drivers):
+        raise RolloutError("wait_healthy needs an LB that can tell the member's health, and none of "
+                           f"{', '.join(dict.fromkeys(d.lb.label for d in drivers))} can: an LB without health checks "
+                           "of its own (nginx) needs health_uri, for example /health")
     for name in ("drain_timeout", "health_timeout", "poll_interval", "timeout"):
         if params[name] < 0:
             raise RolloutError(f"{name} must not be negative, got {params[name]}")
@@ -411,14 +433,15 @@ def validate(params: dict) -> None:
 
 def run(module: AnsibleModule) -> dict:
     params = module.params
-    validate(params)
+    drivers = make_drivers(params)
+    validate(params, drivers)
     options = Options(
         state=params["state"], drain_timeout=params["drain_timeout"], on_timeout=params["on_timeout"],
         min_ready=params["min_ready"], weight=params["weight"], warmup=params["warmup"] or [],
         wait_healthy=params["wait_healthy"], health_timeout=params["health_timeout"],
         poll_interval=max(params["poll_interval"], 0.05),
     )
-    result = Operation(make_drivers(params), options, check_mode=module.check_mode).run()
+    result = Operation(drivers, options, check_mode=module.check_mode).run()
     diff = result.pop("diff")
     if module._diff:
         result["diff"] = diff
@@ -431,8 +454,9 @@ def run(module: AnsibleModule) -> dict:
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True,
-                           mutually_exclusive=[("member", "members")], required_one_of=[("member", "members")])
+    kwargs = dict(COMMON_MODULE_KWARGS)
+    kwargs["mutually_exclusive"] = kwargs["mutually_exclusive"] + [("member", "members")]
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, **kwargs)
     try:
         module.exit_json(**run(module))
     except RolloutError as e:

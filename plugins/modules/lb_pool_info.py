@@ -7,11 +7,14 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: lb_pool_info
-short_description: Snapshot of a load-balancer pool in HAProxy or nginx
+short_description: Snapshot of the pools of every load balancer, HAProxy or nginx
 version_added: 0.1.0
 description:
-  - Lists the members of a pool on every load-balancer instance of O(endpoints) with their address,
-    administrative state (V(ready), V(drain), V(maint)), health, weight and current sessions.
+  - Lists the members of each LB's pool on every instance of the LB set O(lbs) (or of one LB, O(endpoints))
+    with their address, administrative state (V(ready), V(drain), V(maint)), health, weight and current
+    sessions. The LBs are read in parallel.
+  - With members named in O(lbs) (O(lbs[].member)), says whether each is ready in its LB (RV(serving)), as
+    a release's "already done" check needs.
   - Used for the before/after comparison of a release (compare two snapshots with the
     P(sre.rollout.lb_lost_members#filter) filter) and for capacity checks.
   - HAProxy through its runtime API (C(show stat) and C(show servers state)); nginx in lua mode from the
@@ -33,26 +36,8 @@ attributes:
     description: Never changes anything.
 extends_documentation_fragment:
   - sre.rollout.lb
-options:
-  endpoints:
-    description:
-      - For HAProxy, the runtime API of each instance, a unix socket path or C(tcp://host:port)
-        (any C(level) can read).
-      - For nginx, the upstream file of each instance (reload mode) or its admin URL (O(nginx_mode=lua)), or
-        a dictionary with C(mode), C(admin_url), C(upstream_file) and any of C(conf), C(prefix), C(pidfile),
-        C(binary).
-    type: list
-    elements: raw
-    required: true
-  health_uri:
-    description:
-      - nginx only. Path probed with HTTP GET on each member to report its health; without it nginx
-        members have health V(UNKNOWN).
-    type: str
-  timeout:
-    description: HAProxy, seconds to wait for the runtime API to answer one command; nginx lua mode, for the admin API.
-    type: float
-    default: 5
+notes:
+  - Reading needs no C(level admin) on HAProxy's socket.
 seealso:
   - module: sre.rollout.lb_member
   - plugin: sre.rollout.lb_lost_members
@@ -60,6 +45,16 @@ seealso:
 """
 
 EXAMPLES = r"""
+- name: Is the host serving in every load balancer it is in?
+  sre.rollout.lb_pool_info:
+    lbs: "{{ rollout_lbs }}"   # [{name, kind, endpoints, pool, member, options}, ...]
+  delegate_to: localhost
+  register: pools
+
+- name: Say so
+  ansible.builtin.debug:
+    msg: "{{ inventory_hostname }} serves everywhere: {{ pools.serving }}"
+
 - name: Snapshot before the release
   sre.rollout.lb_pool_info:
     endpoints: [/run/haproxy/admin.sock]
@@ -86,11 +81,17 @@ EXAMPLES = r"""
 
 RETURN = r"""
 pools:
-  description: One entry per endpoint, in the order of O(endpoints).
+  description: One entry per LB and endpoint, in the order of O(lbs) and of each LB's endpoints.
   returned: always
   type: list
   elements: dict
   contains:
+    name:
+      description: The LB's O(lbs[].name) (null in the single-LB form).
+      type: str
+    kind:
+      description: V(haproxy) or V(nginx).
+      type: str
     endpoint:
       description: The endpoint.
       type: str
@@ -156,28 +157,32 @@ ready_members:
   type: list
   elements: str
   sample: [web01, web02, web03]
+members_serving:
+  description: For each member named in O(lbs), keyed C(<lb> <endpoint> <member>), whether it is ready there.
+  returned: always
+  type: dict
+  sample: {"haproxy /run/haproxy/admin.sock web01": true}
+serving:
+  description: Whether every LB names a member and that member is ready there (false when none is named).
+  returned: always
+  type: bool
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.sre.rollout.plugins.module_utils._common import RolloutError
 from ansible_collections.sre.rollout.plugins.module_utils._lb import (
-    COMMON_ARGUMENT_SPEC, make_drivers, pool_snapshot)
+    COMMON_ARGUMENT_SPEC, COMMON_MODULE_KWARGS, make_drivers, pool_snapshot)
 
-ARGUMENT_SPEC = dict(
-    **COMMON_ARGUMENT_SPEC,
-    endpoints=dict(type="list", elements="raw", required=True),
-    health_uri=dict(type="str"),
-    timeout=dict(type="float", default=5),
-)
+ARGUMENT_SPEC = dict(COMMON_ARGUMENT_SPEC)
 
 
 def run(module: AnsibleModule) -> dict:
-    return {"changed": False, **pool_snapshot(make_drivers(module.params))}
+    return {"changed": False, **pool_snapshot(make_drivers(module.params, need_members=False))}
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, **COMMON_MODULE_KWARGS)
     try:
         module.exit_json(**run(module))
     except RolloutError as e:

@@ -166,7 +166,7 @@ BAD_INPUTS = {
     "unknown artifact": ({"rollout_version": "9.9.9"}, "Unknown artifact app-9.9.9"),
     "checksum mismatch": ({"rollout_version": "1.1.0", "rollout_checksum": "sha256:" + "0" * 64}, "checksum"),
     "missing LB socket": ({"rollout_version": "1.1.0", "rollout_lbs": [
-        {"name": "haproxy", "backend": "haproxy", "endpoints": ["/nonexistent/haproxy.sock"], "pool": "app",
+        {"name": "haproxy", "kind": "haproxy", "endpoints": ["/nonexistent/haproxy.sock"], "pool": "app",
          "member": "{{ inventory_hostname }}"}]}, "/nonexistent/haproxy.sock"),
     "Alertmanager down": ({"rollout_version": "1.1.0", "rollout_alertmanager_url": "http://127.0.0.1:9"},
                           "Alertmanager at http://127.0.0.1:9 does not answer"),

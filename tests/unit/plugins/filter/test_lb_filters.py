@@ -63,18 +63,4 @@ def test_ready_members_on_every_endpoint():
 
 
 def test_registered_names():
-    assert set(FilterModule().filters()) == {"lb_lost_members", "lb_ready_members", "lb_member_serving"}
-
-
-def test_member_serving_by_name_or_address():
-    from ansible_collections.sre.rollout.plugins.filter.lb import lb_member_serving
-
-    def result(member, *pools):
-        return {"item": {"member": member}, "pools": [{"members": ms} for ms in pools]}
-    lua = [{"name": "web01", "address": "127.0.0.1:8080", "ready": True}]
-    haproxy = [{"name": "web01", "address": "127.0.0.1:8080", "ready": True}]
-    assert lb_member_serving([result("web01", haproxy), result("127.0.0.1:8080", lua)], 2)
-    assert not lb_member_serving([result("web01", haproxy)], 2)  # an LB missing
-    assert not lb_member_serving([result("web01", [dict(haproxy[0], ready=False)])], 1)
-    assert not lb_member_serving([{"skipped": True, "item": {"member": "web01"}}], 1)
-    assert not lb_member_serving([result("web01", haproxy, [])], 1)  # not on every endpoint
+    assert set(FilterModule().filters()) == {"lb_lost_members", "lb_ready_members"}

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 import pytest
 
 from ansible_collections.sre.rollout.plugins.module_utils._common import RolloutError
 from ansible_collections.sre.rollout.plugins.module_utils._lb import (
-    Operation, Options, capacity_check, make_drivers, nginx_instance, parse_quantity, pool_snapshot,
+    Operation, Options, capacity_check, make_drivers, parse_quantity, pool_snapshot,
 )
+from ansible_collections.sre.rollout.plugins.module_utils._lbtypes import LBSpec
+from ansible_collections.sre.rollout.plugins.module_utils._nginx import nginx_instance
 
 
 class Clock:
@@ -36,10 +39,16 @@ class FakeDriver:
     """One LB holding a pool in memory; ``remaining`` answers from a list, then 0 (or forever ``stuck``)."""
 
     kind = "haproxy"
+    reloads = 0
 
     def __init__(self, endpoint: str, members: list[dict], name: str = "web01",
                  remaining: list[int] | None = None, stuck: int = 0, unreachable: bool = False,
-                 fail_on: str | None = None, healthy_after: int = 0) -> None:
+                 fail_on: str | None = None, healthy_after: int = 0, health_check: bool = True,
+                 percent_weights: bool = True, lb_weight=None) -> None:
+        self.lb = LBSpec(kind="haproxy", endpoints=[endpoint], pool="app", name=f"lb-{endpoint}", members=[name],
+                         weight=lb_weight)
+        self.has_health_check = health_check
+        self.percent_weights = percent_weights
         self.endpoint = endpoint
         self.pool = "app"
         self.member = name
@@ -51,6 +60,18 @@ class FakeDriver:
         self.fail_on = fail_on
         self.healthy_after = healthy_after
         self.calls: list[Any] = []
+
+    @property
+    def lb_key(self) -> tuple:
+        return (self.kind, self.endpoint, self.pool)
+
+    @property
+    def instance_key(self):
+        return ("instance", self.endpoint)
+
+    @staticmethod
+    def batch():
+        return nullcontext()
 
     def _me(self) -> dict:
         return next(m for m in self.members if m["name"] == self.name)
@@ -397,10 +418,10 @@ def test_nginx_endpoint_dict_overrides_defaults():
 
 
 def test_nginx_weights():
-    from ansible_collections.sre.rollout.plugins.module_utils._lb import NginxDriver
-    from ansible_collections.sre.rollout.plugins.module_utils._nginx import NginxInstance
+    from ansible_collections.sre.rollout.plugins.module_utils._nginx import NginxDriver, NginxInstance
 
-    driver = NginxDriver(NginxInstance(upstream_file="/x"), "app", "web01", None, None)
+    driver = NginxDriver(LBSpec(kind="nginx", endpoints=["/x"], pool="app"), NginxInstance(upstream_file="/x"),
+                         "web01")
     current = member("web01", weight=3)
     assert driver.resolve_weight(current, "100%") == 3
     assert driver.resolve_weight(current, 5) == 5

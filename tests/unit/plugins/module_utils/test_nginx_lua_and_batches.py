@@ -15,11 +15,10 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from ansible_collections.sre.rollout.plugins.module_utils._common import RolloutError
-from ansible_collections.sre.rollout.plugins.module_utils._lb import (
-    NginxDriver, NginxLuaDriver, Operation, Options, make_drivers, nginx_spec,
-)
+from ansible_collections.sre.rollout.plugins.module_utils._lb import Operation, Options, make_drivers
 from ansible_collections.sre.rollout.plugins.module_utils._nginx import (
-    LuaBalancer, NginxError, NginxInstance, as_lua_member, find_lua_member, parse_members,
+    LuaBalancer, NginxDriver, NginxError, NginxInstance, NginxLuaDriver, as_lua_member, find_lua_member,
+    nginx_spec, parse_members,
 )
 
 LAB_STYLE = """upstream app {
