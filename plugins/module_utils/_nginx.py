@@ -28,6 +28,8 @@ Members are named by a comment after their ``server`` line (``server
 from __future__ import annotations
 
 import fcntl
+import glob
+import json
 import os
 import re
 import signal
@@ -307,6 +309,7 @@ class NginxInstance:
     pidfile: str = "/run/nginx.pid"
     binary: str = "/usr/sbin/nginx"
     timeout: float = 10.0
+    batch_window: float = 0.0
     reloads: int = field(default=0, init=False)
     _pending: list | None = field(default=None, init=False, repr=False)
     _pending_old: dict = field(default_factory=dict, init=False, repr=False)
@@ -433,27 +436,89 @@ class NginxInstance:
         return self.change_many([(upstream, member, address, down, weight)])
 
     def change_many(self, changes: list[tuple[str, str, str | None, bool | None, int | None]]) -> dict[int, str]:
-        """Several members' lines (upstream, member, address, down, weight) in ONE edit, one test, one reload."""
+        """Several members' lines (upstream, member, address, down, weight) in ONE edit, one test, one reload.
+
+        With ``batch_window``, the changes other processes make to the same file within that many
+        seconds (the other hosts of a batch step, each in its own task) share that one reload: see
+        ``_group_commit``.
+        """
+        if self.batch_window > 0:
+            return self._group_commit(changes)
         with self.locked():
-            before = self.read()
-            after = before
-            for upstream, member, address, down, weight in changes:
-                server = find_server(parse_upstream(after, upstream, self.upstream_file), member, address,
-                                     f"{self.upstream_file} upstream {upstream!r}")
-                after = replace_server(after, server.with_changes(down=down, weight=weight))
-            if after == before:
-                return {}
-            old = self.workers()
-            self._write(after)
+            return self._apply(changes)
+
+    # -- group commit: one reload for the changes of a whole batch step ---------------------------
+    @property
+    def _spool(self) -> str:
+        directory, name = os.path.split(os.path.abspath(self.upstream_file))
+        return os.path.join(directory, f".sre-rollout-pending-{name}")
+
+    def _group_commit(self, changes: list) -> dict[int, str]:
+        """Leave the changes in the spool, wait ``batch_window``, then apply every pending change at once.
+
+        Whoever takes the lock first applies the changes of every live process waiting in the spool
+        in one edit, one ``nginx -t`` and one reload, and leaves each its outcome (the old workers,
+        or the error); the others find theirs done. A ticket whose process is gone is dropped.
+        """
+        os.makedirs(self._spool, exist_ok=True)
+        ticket = os.path.join(self._spool, f"{os.getpid()}-{time.monotonic_ns()}")
+        _write_json(ticket + ".json", {"pid": os.getpid(), "changes": changes})
+        time.sleep(self.batch_window)
+        with self.locked():
+            if not os.path.exists(ticket + ".done"):
+                self._lead()
+            with open(ticket + ".done") as handle:
+                outcome = json.load(handle)
+            os.unlink(ticket + ".done")
+        if "error" in outcome:
+            raise NginxError(outcome["error"], **outcome.get("details", {}))
+        return {int(pid): cmd for pid, cmd in outcome["old"].items()}
+
+    def _lead(self) -> None:
+        """Under the lock: apply every live pending ticket's changes together, and answer each."""
+        tickets = []
+        for path in sorted(glob.glob(os.path.join(self._spool, "*.json"))):
             try:
-                self.test()
-                self.reload(old)
-            except NginxError as exc:
-                self._write(before)
-                exc.details["restored"] = True
-                raise
-            self.reloads += 1
-            return old
+                with open(path) as handle:
+                    ticket = json.load(handle)
+            except (OSError, ValueError):
+                continue
+            if proc_stat(int(ticket["pid"])) is None:  # its task ended (killed, timed out): not ours to apply
+                os.unlink(path)
+                continue
+            tickets.append((path, ticket))
+        changes = [tuple(change) for _, ticket in tickets for change in ticket["changes"]]
+        try:
+            old = self._apply(changes)
+            outcome: dict[str, Any] = {"old": {str(pid): cmd for pid, cmd in old.items()}}
+        except NginxError as exc:
+            outcome = {"error": exc.msg, "details": {k: v for k, v in exc.details.items()
+                                                    if isinstance(v, (str, int, bool, list))}}
+        for path, _ in tickets:
+            _write_json(path[:-len(".json")] + ".done", outcome)
+            os.unlink(path)
+
+    def _apply(self, changes: list) -> dict[int, str]:
+        """The changes in one edit, one test and one reload; the caller holds the lock."""
+        before = self.read()
+        after = before
+        for upstream, member, address, down, weight in changes:
+            server = find_server(parse_upstream(after, upstream, self.upstream_file), member, address,
+                                 f"{self.upstream_file} upstream {upstream!r}")
+            after = replace_server(after, server.with_changes(down=down, weight=weight))
+        if after == before:
+            return {}
+        old = self.workers()
+        self._write(after)
+        try:
+            self.test()
+            self.reload(old)
+        except NginxError as exc:
+            self._write(before)
+            exc.details["restored"] = True
+            raise
+        self.reloads += 1
+        return old
 
     @contextmanager
     def deferred(self) -> Iterator[None]:
@@ -605,6 +670,14 @@ def find_lua_member(members: list[LuaMember], member: str, address: str | None, 
 def as_lua_member(member: LuaMember, health: str) -> dict[str, Any]:
     return member_record(member.name, member.address, member.state, health, member.weight, member.in_flight,
                          status="up" if member.state == "ready" else member.state, in_flight=member.in_flight)
+
+
+def _write_json(path: str, data: Any) -> None:
+    """Write ``data`` as JSON to ``path`` atomically (a reader never sees half a ticket)."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle)
+    os.replace(tmp, path)
 
 
 # -- the LB drivers (see _lbtypes.Driver) ------------------------------------------------------
@@ -830,7 +903,7 @@ class NginxLuaDriver:
 
 # The options of an nginx LB (``options`` of an lbs item; an endpoint given as a dictionary may
 # override them for itself, and names its own ``upstream_file``).
-NGINX_OPTIONS = ("mode", "admin_url", "conf", "prefix", "pidfile", "binary")
+NGINX_OPTIONS = ("mode", "admin_url", "conf", "prefix", "pidfile", "binary", "batch_window")
 NGINX_ENDPOINT_KEYS = ("upstream_file",) + NGINX_OPTIONS
 NGINX_MODES = ("reload", "lua")
 NGINX_DEFAULTS = {"mode": "reload", "conf": "/etc/nginx/nginx.conf", "pidfile": "/run/nginx.pid",
@@ -868,7 +941,16 @@ def nginx_instance(endpoint: Any, options: dict[str, Any], timeout: float) -> Ng
     """The reload mode's instance of an endpoint (see ``nginx_spec``)."""
     spec = nginx_spec(endpoint, options)
     keys = ("upstream_file", "conf", "prefix", "pidfile", "binary")
-    return NginxInstance(timeout=timeout, **{k: spec[k] for k in keys if spec.get(k) is not None})
+    instance = NginxInstance(timeout=timeout, **{k: spec[k] for k in keys if spec.get(k) is not None})
+    try:
+        instance.batch_window = float(spec.get("batch_window") or 0)
+    except (TypeError, ValueError):
+        raise RolloutError(f"nginx batch_window must be a number of seconds, got {spec.get('batch_window')!r}",
+                           endpoint=endpoint) from None
+    if not 0 <= instance.batch_window <= 10:
+        raise RolloutError(f"nginx batch_window must be between 0 and 10 seconds, got {instance.batch_window}",
+                           endpoint=endpoint)
+    return instance
 
 
 def drivers(lb: LBSpec, timeout: float) -> list[Any]:

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.sre.rollout.plugins.filter.lb import lb_lost_members
+from ansible_collections.sre.rollout.plugins.module_utils._nginx import NginxInstance, connection_counts
 
 pytestmark = pytest.mark.lab
 
@@ -228,6 +229,11 @@ def wait_target_in_flight(lab: dict, backend: str) -> None:
                    lambda: int(haproxy_servers(lab)[TARGET]["scur"] or 0) >= 1)
     if backend == "nginx-lua":
         wait_until(f"{TARGET} to hold a slow request", lambda: int(lua_admin(lab, TARGET)[0][4]) >= 1)
+    if backend == "nginx":  # the reload-mode nginx's workers hold a connection to the target
+        ng, target = lab["nginx_reload"], address(lab, TARGET)
+        instance = NginxInstance(upstream_file=ng["upstream_file"], pidfile=ng["pidfile"])
+        wait_until(f"{TARGET} to hold a slow request",
+                   lambda: (connection_counts(list(instance.workers()), [target])[target] or 0) >= 1)
 
 
 # --------------------------------------------------------------------------- tests
@@ -295,15 +301,9 @@ def test_drain_under_load_then_enable(lab, ansible, load, lb_restored, backend):
     assert [e for e in to_target if e["t_end"] < t_drained], "served before the drain"
 
 
-# Known flake, under investigation: inside the whole suite (not alone) nginx's reload mode counted no
-# session for the slow request already in flight (sessions_at_start 0), twice in two runs. The drain
-# itself waited and ended in maint; what is not proven there is that it waited *for* the request.
-RELOAD_MODE_SESSIONS_FLAKE = pytest.mark.xfail(
-    reason="nginx reload mode: in-flight request not always seen in the suite (sessions_at_start 0)", strict=False)
-
-
-@pytest.mark.parametrize("backend", [pytest.param(b, marks=RELOAD_MODE_SESSIONS_FLAKE) if b == "nginx" else b
-                                     for b in BACKENDS])
+# The precondition matters in the whole suite: a member that an earlier test left out for a failed
+# passive check (max_fails=1) takes no request for a moment, and a drain of an idle member proves nothing.
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_in_flight_slow_requests_finish_before_maint(lab, ansible, lb_restored, backend):
     now = {"t": "{{ now().timestamp() }}"}
     with SlowStream(lb_of(lab, backend)["url"]) as slow:
@@ -327,7 +327,9 @@ def test_in_flight_slow_requests_finish_before_maint(lab, ansible, lb_restored, 
 def test_drain_timeout_fails_and_restores_then_force_cuts(lab, ansible, lb_restored, backend):
     args = {**lb_args(lab, backend), "state": "drained", "drain_timeout": 0.5}
     now = {"t": "{{ now().timestamp() }}"}
-    with SlowStream(lb_of(lab, backend)["url"]) as slow:
+    # 6 s requests: the target always holds several, so none of its drains can end by itself in 0.5 s
+    # (with 3 s ones, a target just back from a failed check held one that ended in time: not forced)
+    with SlowStream(lb_of(lab, backend)["url"], delay=6.0) as slow:
         wait_target_in_flight(lab, backend)
         run = play(ansible, lab, [
             {"name": "times out", "sre.rollout.lb_member": args, "ignore_errors": True},
@@ -529,3 +531,48 @@ def test_batch_of_members_drained_and_enabled_together(lab, ansible, lb_restored
     assert enabled["changed"] and enabled["reloads"] == (1 if backend == "nginx" else 0)
     assert lb_lost_members(one(run, "during"), one(run, "after")) == []
     assert all(m["ready"] for p in one(run, "after")["pools"] for m in p["members"])
+
+
+# --------------------------------------------------------------------------- the LB set, every LB in one call
+
+
+def lab_set(lab: dict, member: str = TARGET) -> list[dict]:
+    """The lab's LBs as one set, each naming the member its own way (HAProxy by name, nginx by address)."""
+    ng = lb_of(lab, "nginx-lua")
+    return [
+        {"name": "haproxy", "kind": "haproxy", "endpoints": [lab["haproxy"]["socket"]],
+         "pool": lab["haproxy"]["backend"], "member": member},
+        {"name": "nginx", "kind": "nginx", "endpoints": [ng["admin_url"]], "pool": ng["upstream"],
+         "member": address(lab, member), "health_uri": "/health", "options": {"mode": "lua"}},
+    ]
+
+
+def test_one_call_drains_every_lb_of_the_set_in_parallel_under_load(lab, ansible, lb_restored):
+    """Slow requests through HAProxy and nginx at once: one lb_member call takes the member out of both at the
+    same moment and waits for both; their drains overlap in time, and not one request is dropped."""
+    lbs = lab_set(lab)
+    with SlowStream(lab["haproxy"]["url"]) as via_haproxy, SlowStream(lb_of(lab, "nginx-lua")["url"]) as via_nginx:
+        wait_target_in_flight(lab, "haproxy")
+        wait_target_in_flight(lab, "nginx-lua")
+        run = play(ansible, lab, [
+            {"name": "drained", "sre.rollout.lb_member": {"lbs": lbs, "state": "drained", "drain_timeout": 30}},
+            {"name": "out", "sre.rollout.lb_pool_info": {"lbs": lbs}},
+            {"name": "enabled", "sre.rollout.lb_member": {"lbs": lbs, "state": "enabled", "wait_healthy": True,
+                                                          "health_timeout": 30}},
+            {"name": "back", "sre.rollout.lb_pool_info": {"lbs": lbs}},
+        ])
+    drained = one(run, "drained")
+    assert not is_failed(drained), drained
+    by = {lb["name"]: lb for lb in drained["lbs"]}
+    assert set(by) == {"haproxy", "nginx"} and all(lb["state"] == "maint" for lb in by.values())
+    print(json.dumps({"timeline": {name: [lb["taken_out_at"], lb["drained_at"]] for name, lb in by.items()}}))
+    assert all(lb["sessions_at_start"] >= 1 for lb in by.values()), by  # both had work in flight
+    h, n = by["haproxy"], by["nginx"]
+    assert h["taken_out_at"] < n["drained_at"] and n["taken_out_at"] < h["drained_at"], \
+        f"the drains did not overlap: {h['taken_out_at']}-{h['drained_at']} and {n['taken_out_at']}-{n['drained_at']}"
+    assert abs(h["taken_out_at"] - n["taken_out_at"]) < 1.0  # taken out of both at once, not one after the other
+    assert one(run, "out")["serving"] is False and one(run, "back")["serving"] is True
+    enabled = one(run, "enabled")
+    assert [lb["state"] for lb in enabled["lbs"]] == ["ready", "ready"], enabled
+    for stream in (via_haproxy, via_nginx):
+        assert [r for r in stream.results if r["status"] != 200] == [], "a slow request was dropped"

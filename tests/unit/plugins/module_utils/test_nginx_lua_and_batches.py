@@ -6,6 +6,7 @@ The admin API is stood in for by a small HTTP server speaking its text protocol;
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -309,3 +310,63 @@ def test_operation_on_a_batch_reloads_once_per_step(tmp_path, monkeypatch):
     assert [lb["state"] for lb in result["lbs"]] == ["maint", "maint"]
     result = Operation(drivers, Options(state="enabled")).run()
     assert len(reloads) == 2 and Path(nginx.upstream_file).read_text() == LAB_STYLE
+
+
+# --------------------------------------------------------------------------- reload mode: one reload per batch step
+
+
+def _grouped_change(tmp_path: Path, member: str, window: float, out) -> None:
+    """In its own process, as each host's lb_member task is: one change through the group commit."""
+    nginx = NginxInstance(upstream_file=str(tmp_path / "upstream_app.conf"), pidfile=str(tmp_path / "nginx.pid"),
+                          binary=str(tmp_path / "nginx"), timeout=0.3, batch_window=window)
+    log = tmp_path / "reloads.log"
+    nginx.reload = lambda old: log.open("a").write(f"{os.getpid()}\n")
+    try:
+        nginx.change("app", member, None, down=True)
+        out.put((member, nginx.reloads, None))
+    except NginxError as exc:
+        out.put((member, nginx.reloads, exc.msg))
+
+
+def test_the_changes_of_one_batch_step_from_several_processes_share_one_reload(tmp_path):
+    import multiprocessing
+
+    reload_instance(tmp_path)  # the upstream file and the fake nginx
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_grouped_change, args=(tmp_path, m, 1.0, out))
+             for m in ("127.0.11.1:8080", "127.0.11.2:8080", "127.0.11.3:8080")]
+    for proc in procs:
+        proc.start()
+    results = sorted(out.get(timeout=20) for _ in procs)
+    for proc in procs:
+        proc.join(10)
+    text = (tmp_path / "upstream_app.conf").read_text()
+    assert text.count(" down;") == 3, text
+    assert len((tmp_path / "reloads.log").read_text().split()) == 1  # one reload for the three hosts
+    assert sorted(r[1] for r in results) == [0, 0, 1] and all(r[2] is None for r in results)
+    assert not list((tmp_path / ".sre-rollout-pending-upstream_app.conf").iterdir())  # nothing left behind
+
+
+def test_group_commit_drops_the_ticket_of_a_process_that_is_gone_and_shares_an_error(tmp_path):
+    nginx, reloads = reload_instance(tmp_path, test_ok=False)
+    nginx.batch_window = 0.05
+    spool = tmp_path / ".sre-rollout-pending-upstream_app.conf"
+    spool.mkdir()
+    dead = 2 ** 22 + 12345  # above pid_max's default: no such process
+    (spool / f"{dead}-1.json").write_text(json.dumps({"pid": dead, "changes": [["app", "127.0.11.3:8080", None,
+                                                                               True, None]]}))
+    with pytest.raises(NginxError, match="nginx -t rejected"):
+        nginx.change("app", "127.0.11.1:8080", None, down=True)
+    assert (tmp_path / "upstream_app.conf").read_text() == LAB_STYLE and reloads == []
+    assert not list(spool.iterdir())
+
+
+def test_batch_window_is_an_nginx_option_and_is_checked(tmp_path):
+    [driver] = make_drivers({"lbs": [{"name": "ng", "kind": "nginx", "endpoints": [str(tmp_path / "u.conf")],
+                                      "pool": "app", "member": "web01", "options": {"batch_window": 0.5}}],
+                             "timeout": 1.0})
+    assert driver.instance.batch_window == 0.5
+    with pytest.raises(RolloutError, match="batch_window must be between 0 and 10"):
+        make_drivers({"lbs": [{"name": "ng", "kind": "nginx", "endpoints": [str(tmp_path / "u.conf")],
+                               "pool": "app", "member": "web01", "options": {"batch_window": 60}}], "timeout": 1.0})
