@@ -106,8 +106,7 @@ def test_release_through_nginx_reload_mode_reports_its_residual_per_kind(fresh, 
          "pool": lab["haproxy"]["backend"], "member": "{{ inventory_hostname }}"},
         {"name": "nginx-reload", "kind": "nginx", "endpoints": [ng["endpoint"]], "pool": ng["upstream"],
          "member": "{{ ansible_host | default(inventory_hostname) }}:8080", "health_uri": "/health",
-         "options": {"conf": ng["conf"], "prefix": ng["prefix"], "binary": ng["binary"], "pidfile": ng["pidfile"],
-                     "batch_window": 1.5}},
+         "options": {"conf": ng["conf"], "prefix": ng["prefix"], "binary": ng["binary"], "pidfile": ng["pidfile"]}},
     ]
     clients = 8
     rid = release_id("reload-mode")

@@ -575,7 +575,8 @@ def nginx_json(name: str, mode: str) -> dict:
         out["members_file"] = str(ng / "members_app.txt")
         out["endpoint"] = {"mode": "lua", "admin_url": out["admin_url"]}
     else:
-        out["endpoint"] = {"mode": "reload", "upstream_file": out["upstream_file"]}
+        # the tasks of one batch step (one per host) share one reload: see lb_member's batch_window
+        out["endpoint"] = {"mode": "reload", "upstream_file": out["upstream_file"], "batch_window": 1.5}
     return out
 
 
