@@ -33,14 +33,13 @@ import re
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 from urllib.parse import quote, urlencode
 
-from ansible_collections.sre.rollout.plugins.module_utils._common import RolloutError
+from ansible_collections.sre.rollout.plugins.module_utils._common import RolloutError, atomic_write
 
 _UPSTREAM_RE = re.compile(r"^\s*upstream\s+(?P<name>[^\s{]+)\s*\{\s*(#.*)?$")
 _SERVER_RE = re.compile(r"^(?P<indent>\s*)server\s+(?P<body>[^;#]+);(?P<tail>\s*(#\s*(?P<comment>.*))?)$")
@@ -400,20 +399,7 @@ class NginxInstance:
             os.close(fd)
 
     def _write(self, text: str) -> None:
-        directory = os.path.dirname(os.path.abspath(self.upstream_file))
-        mode = os.stat(self.upstream_file).st_mode & 0o7777
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".sre-rollout-")
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, mode)
-            os.replace(tmp, self.upstream_file)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write(self.upstream_file, text, mode=os.stat(self.upstream_file).st_mode & 0o7777)
 
     def change(self, upstream: str, member: str, address: str | None, down: bool | None = None,
                weight: int | None = None) -> dict[int, str]:
