@@ -289,11 +289,6 @@ def connection_counts(pids: list[int], addresses: list[str], proc_net: str = "/p
     return counts
 
 
-def established_to(pids: list[int], address: str, proc_net: str = "/proc/net") -> int | None:
-    """TCP connections from ``pids`` to ``address`` (host:port) in ESTABLISHED state; None if unknown."""
-    return connection_counts(pids, [address], proc_net)[address]
-
-
 @dataclass
 class NginxInstance:
     """One nginx instance and the upstream file the collection owns in it."""
