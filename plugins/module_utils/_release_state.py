@@ -1,6 +1,6 @@
 # Copyright: sre.rollout contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Release layout and state file of an application root, on the host.
+"""An application root on the host (:class:`ReleaseRoot`): its releases, state file and lock.
 
 This module is private to the sre.rollout collection: its interface may change
 without notice and it must not be used from outside the collection.
@@ -75,6 +75,7 @@ def validate_artifact(name: Any) -> str:
 
 
 def validate_release_id(release_id: Any) -> str:
+    """The one check of a release id here (app_release and the lock use it)."""
     if not isinstance(release_id, str) or not _RELEASE_ID_RE.match(release_id) or ".." in release_id:
         raise ReleaseStateError(
             f"invalid release id {release_id!r}: use letters, digits and '._:@+-' (at most 128), "
