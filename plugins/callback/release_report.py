@@ -92,7 +92,6 @@ import html
 import json
 import os
 import re
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -101,6 +100,7 @@ from typing import Any, Iterable, Mapping
 from ansible import context
 from ansible.plugins.callback import CallbackBase
 
+from ansible_collections.sre.rollout.plugins.module_utils._common import atomic_write
 from ansible_collections.sre.rollout.plugins.module_utils._plan import plan_rows, plan_summary
 
 SCHEMA_VERSION = 1
@@ -161,19 +161,6 @@ def failure_message(result: Mapping[str, Any]) -> str:
     if not parts and result.get("rc") not in (None, 0):
         parts.append(f"exit code {result.get('rc')}")
     return _truncate("\n".join(dict.fromkeys(p for p in parts if p)) or "failed (no message)")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _json(data: Any) -> str:
@@ -700,11 +687,11 @@ def load_runs(runs_dir: Path, warn) -> list[dict[str, Any]]:
 def write_release(report_dir: Path, release_id: str, run: Mapping[str, Any], warn) -> tuple[Path, Path]:
     """Store the run, then rebuild timeline.json and report.html from every run of the release."""
     release_dir = report_dir / release_id
-    _atomic_write(release_dir / "runs" / f"{run['run_id']}.json", _json(run))
+    atomic_write(str(release_dir / "runs" / f"{run['run_id']}.json"), _json(run))
     timeline = build_timeline(release_id, load_runs(release_dir / "runs", warn))
     timeline_path, html_path = release_dir / "timeline.json", release_dir / "report.html"
-    _atomic_write(timeline_path, _json(timeline))
-    _atomic_write(html_path, render_html(timeline))
+    atomic_write(str(timeline_path), _json(timeline))
+    atomic_write(str(html_path), render_html(timeline))
     return timeline_path, html_path
 
 

@@ -459,18 +459,6 @@ class AlertmanagerClient:
     def expire_silence(self, silence_id: str) -> None:
         self.request("DELETE", f"/silence/{quote(silence_id, safe='')}")
 
-    # -- alerts (tests and reports use them)
-
-    def post_alerts(self, alerts: list[dict[str, Any]]) -> None:
-        self.request("POST", "/alerts", body=alerts)
-
-    def list_alerts(self, matchers: Iterable[Matcher] | None = None, **flags: bool) -> list[dict[str, Any]]:
-        """Alerts matching ``matchers``; ``flags`` are the API's silenced/inhibited/active/unprocessed."""
-        query = [("filter", m.to_filter()) for m in matchers or []]
-        query += [(k, "true" if v else "false") for k, v in flags.items()]
-        answer = self.request("GET", "/alerts", query=query or None)
-        return answer if isinstance(answer, list) else []
-
 
 # --------------------------------------------------------------------------- silence logic
 

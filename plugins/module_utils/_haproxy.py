@@ -79,14 +79,6 @@ class Server:
         return self.health == "UP" and self.status in ("UP", "DRAIN", "no check")
 
     @property
-    def forced_maint(self) -> bool:
-        return bool(self.admin_flags & ADMF_FMAINT)
-
-    @property
-    def forced_drain(self) -> bool:
-        return bool(self.admin_flags & ADMF_FDRAIN)
-
-    @property
     def in_flight(self) -> int:
         return self.sessions + self.queued
 

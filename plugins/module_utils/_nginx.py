@@ -35,7 +35,6 @@ import re
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
@@ -43,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 from urllib.parse import quote, urlencode
 
-from ansible_collections.sre.rollout.plugins.module_utils._common import RolloutError
+from ansible_collections.sre.rollout.plugins.module_utils._common import RolloutError, atomic_write
 from ansible_collections.sre.rollout.plugins.module_utils._lbtypes import Kind, LBSpec, member_record
 
 _UPSTREAM_RE = re.compile(r"^\s*upstream\s+(?P<name>[^\s{]+)\s*\{\s*(#.*)?$")
@@ -294,11 +293,6 @@ def connection_counts(pids: list[int], addresses: list[str], proc_net: str = "/p
     return counts
 
 
-def established_to(pids: list[int], address: str, proc_net: str = "/proc/net") -> int | None:
-    """TCP connections from ``pids`` to ``address`` (host:port) in ESTABLISHED state; None if unknown."""
-    return connection_counts(pids, [address], proc_net)[address]
-
-
 @dataclass
 class NginxInstance:
     """One nginx instance and the upstream file the collection owns in it."""
@@ -405,20 +399,7 @@ class NginxInstance:
             os.close(fd)
 
     def _write(self, text: str) -> None:
-        directory = os.path.dirname(os.path.abspath(self.upstream_file))
-        mode = os.stat(self.upstream_file).st_mode & 0o7777
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".sre-rollout-")
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, mode)
-            os.replace(tmp, self.upstream_file)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write(self.upstream_file, text, mode=os.stat(self.upstream_file).st_mode & 0o7777)
 
     def change(self, upstream: str, member: str, address: str | None, down: bool | None = None,
                weight: int | None = None) -> dict[int, str]:
@@ -674,10 +655,7 @@ def as_lua_member(member: LuaMember, health: str) -> dict[str, Any]:
 
 def _write_json(path: str, data: Any) -> None:
     """Write ``data`` as JSON to ``path`` atomically (a reader never sees half a ticket)."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle)
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data))
 
 
 # -- the LB drivers (see _lbtypes.Driver) ------------------------------------------------------

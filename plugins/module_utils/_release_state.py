@@ -1,6 +1,6 @@
 # Copyright: sre.rollout contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Release layout and state file of an application root, on the host.
+"""An application root on the host (:class:`ReleaseRoot`): its releases, state file and lock.
 
 This module is private to the sre.rollout collection: its interface may change
 without notice and it must not be used from outside the collection.
@@ -37,7 +37,12 @@ import time
 from dataclasses import dataclass
 from typing import IO, Any, Callable, Optional
 
-from ansible_collections.sre.rollout.plugins.module_utils._common import RolloutError
+from ansible_collections.sre.rollout.plugins.module_utils._common import (
+    RolloutError,
+    atomic_symlink,
+    atomic_write,
+    fsync_dir,
+)
 
 STATE_VERSION = 1
 MARKER = ".rollout-complete"
@@ -70,6 +75,7 @@ def validate_artifact(name: Any) -> str:
 
 
 def validate_release_id(release_id: Any) -> str:
+    """The one check of a release id here (app_release and the lock use it)."""
     if not isinstance(release_id, str) or not _RELEASE_ID_RE.match(release_id) or ".." in release_id:
         raise ReleaseStateError(
             f"invalid release id {release_id!r}: use letters, digits and '._:@+-' (at most 128), "
@@ -126,331 +132,7 @@ def _parse_time(value: Any) -> float:
     return parsed.timestamp()
 
 
-# -------------------------------------------------------------------- layout
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Paths under one application root."""
-
-    root: str
-
-    @property
-    def releases_dir(self) -> str:
-        return os.path.join(self.root, "releases")
-
-    @property
-    def current_link(self) -> str:
-        return os.path.join(self.root, "current")
-
-    @property
-    def shared_dir(self) -> str:
-        return os.path.join(self.root, "shared")
-
-    @property
-    def rollout_dir(self) -> str:
-        return os.path.join(self.root, ".rollout")
-
-    @property
-    def state_file(self) -> str:
-        return os.path.join(self.rollout_dir, "state.json")
-
-    @property
-    def lock_file(self) -> str:
-        return os.path.join(self.rollout_dir, "lock.json")
-
-    def release_dir(self, artifact: str) -> str:
-        return os.path.join(self.releases_dir, validate_artifact(artifact))
-
-    def marker(self, artifact: str) -> str:
-        return os.path.join(self.release_dir(artifact), MARKER)
-
-    def work_path(self, prefix: str, artifact: str) -> str:
-        return os.path.join(self.releases_dir, f"{prefix}{artifact}-{secrets.token_hex(4)}")
-
-
-def read_marker(layout: Layout, artifact: str) -> Optional[dict]:
-    """The marker's JSON (``{}`` when empty or unreadable), or None when absent."""
-    try:
-        with open(layout.marker(artifact), encoding="utf-8") as handle:
-            text = handle.read()
-    except FileNotFoundError:
-        return None
-    try:
-        data = json.loads(text) if text.strip() else {}
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def release_dirs(layout: Layout) -> dict[str, bool]:
-    """Release directories by name -> whether they carry the complete marker."""
-    try:
-        names = os.listdir(layout.releases_dir)
-    except FileNotFoundError:
-        return {}
-    out = {}
-    for name in sorted(names):
-        path = os.path.join(layout.releases_dir, name)
-        if name.startswith(".") or not _ARTIFACT_RE.match(name) or ".." in name:
-            continue
-        if os.path.isdir(path) and not os.path.islink(path):
-            out[name] = os.path.isfile(os.path.join(path, MARKER))
-    return out
-
-
-def work_leftovers(layout: Layout) -> list[str]:
-    """Interrupted work: ``releases/.tmp-*``, ``.staging-*``, ``.trash-*`` and ``current.tmp-*``."""
-    found = []
-    if os.path.isdir(layout.releases_dir):
-        found += [os.path.join(layout.releases_dir, n) for n in sorted(os.listdir(layout.releases_dir))
-                  if n.startswith(WORK_PREFIXES)]
-    if os.path.isdir(layout.root):
-        found += [os.path.join(layout.root, n) for n in sorted(os.listdir(layout.root))
-                  if n.startswith("current.tmp-")]
-    return found
-
-
-def remove_path(path: str) -> None:
-    if os.path.islink(path) or os.path.isfile(path):
-        os.unlink(path)
-    elif os.path.isdir(path):
-        shutil.rmtree(path)
-
-
-def current_artifact(layout: Layout) -> Optional[str]:
-    """The artifact ``current`` points at, read from the symlink itself; None when absent."""
-    link = layout.current_link
-    if not os.path.lexists(link):
-        return None
-    if not os.path.islink(link):
-        raise ReleaseStateError(f"{link} is not a symlink: move it away (it must be a link to "
-                                "releases/<artifact>) and activate a release", root=layout.root)
-    target = os.readlink(link)
-    resolved = os.path.normpath(os.path.join(layout.root, target))
-    if os.path.dirname(resolved) != os.path.normpath(layout.releases_dir):
-        raise ReleaseStateError(f"{link} points at {target!r}, outside {layout.releases_dir}: "
-                                "activate a staged release to repair it", root=layout.root, link_target=target)
-    return os.path.basename(resolved)
-
-
-def swap_current(layout: Layout, artifact: str) -> None:
-    """Point ``current`` at ``releases/<artifact>`` with one rename (no moment without a link)."""
-    if os.path.isdir(layout.current_link) and not os.path.islink(layout.current_link):
-        raise ReleaseStateError(f"{layout.current_link} is a real directory, not a symlink: move it "
-                                "away before activating a release", root=layout.root)
-    tmp = os.path.join(layout.root, f"current.tmp-{secrets.token_hex(4)}")
-    os.symlink(os.path.join("releases", validate_artifact(artifact)), tmp)
-    try:
-        os.replace(tmp, layout.current_link)
-    except OSError:
-        os.unlink(tmp)
-        raise
-    _fsync_dir(layout.root)
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_json_atomic(path: str, data: Any, mode: int = 0o644) -> None:
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    tmp = f"{path}.tmp-{secrets.token_hex(4)}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    _fsync_dir(directory)
-
-
-# --------------------------------------------------------------- state file
-
-
-def empty_state() -> dict:
-    return {"version": STATE_VERSION, "current": None, "previous": None, "releases": {}, "history": []}
-
-
-def load_state(layout: Layout) -> dict:
-    """The state file, or an empty state when it does not exist yet."""
-    try:
-        with open(layout.state_file, encoding="utf-8") as handle:
-            state = json.load(handle)
-    except FileNotFoundError:
-        return empty_state()
-    except ValueError as exc:
-        raise ReleaseStateError(f"{layout.state_file} is not valid JSON ({exc}): restore it from a backup, "
-                                "or move it away to start a fresh history", state_file=layout.state_file)
-    if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
-        version = state.get("version") if isinstance(state, dict) else None
-        raise ReleaseStateError(f"{layout.state_file} has version {version!r}; this collection reads version "
-                                f"{STATE_VERSION}: upgrade sre.rollout or move the file away",
-                                state_file=layout.state_file)
-    for key, default in empty_state().items():
-        state.setdefault(key, default)
-    return state
-
-
-def save_state(layout: Layout, state: dict) -> None:
-    state["history"] = state["history"][-HISTORY_LIMIT:]
-    write_json_atomic(layout.state_file, state)
-
-
-def add_history(state: dict, artifact: Optional[str], action: str, release_id: Optional[str],
-                outcome: str = "ok", **extra: Any) -> dict:
-    entry = {"artifact": artifact, "action": action, "release_id": release_id, "time": utc_now(),
-             "outcome": outcome}
-    entry.update({k: v for k, v in extra.items() if v is not None})
-    state["history"].append(entry)
-    return entry
-
-
-def summary(state: dict) -> dict:
-    """What ``diff`` shows: current, previous and the release names."""
-    return {"current": state.get("current"), "previous": state.get("previous"),
-            "releases": sorted(state.get("releases", {}))}
-
-
-def release_record(layout: Layout, state: dict, artifact: str) -> Optional[dict]:
-    """The state's record of a release merged with its marker; None when nothing is known."""
-    record = dict(state["releases"].get(artifact) or {})
-    on_disk = os.path.isdir(layout.release_dir(artifact))
-    marker = read_marker(layout, artifact) if on_disk else None
-    if marker is None and not record and not on_disk:
-        return None
-    if marker is not None:
-        record.setdefault("sha256", marker.get("sha256"))
-        record.setdefault("staged_at", marker.get("staged_at"))
-    record["complete"] = marker is not None and record.get("complete", True) is not False
-    record.setdefault("failed", False)
-    return record
-
-
-def list_releases(layout: Layout, state: dict) -> list[dict]:
-    """Every release on disk or in the state, oldest staged first."""
-    names = set(release_dirs(layout)) | set(state["releases"])
-    cur, prev = state.get("current"), state.get("previous")
-    out = []
-    for name in names:
-        record = release_record(layout, state, name) or {}
-        on_disk = os.path.isdir(layout.release_dir(name))
-        out.append({"artifact": name, "path": layout.release_dir(name), "on_disk": on_disk,
-                    "complete": bool(record.get("complete")) and on_disk,
-                    "failed": bool(record.get("failed")), "sha256": record.get("sha256"),
-                    "staged_at": record.get("staged_at"), "current": name == cur, "previous": name == prev})
-    out.sort(key=lambda r: (_parse_time(r["staged_at"]), r["artifact"]))
-    return out
-
-
-def reconcile_current(layout: Layout, state: dict) -> list[str]:
-    """Trust the symlink over the file for ``current``; return warnings about drift."""
-    link = current_artifact(layout)
-    warnings = []
-    if link != state.get("current"):
-        warnings.append(f"state file says current is {state.get('current')!r} but the symlink points at "
-                        f"{link!r}: using the symlink")
-        state["current"] = link
-    return warnings
-
-
-# --------------------------------------------------------------------- lock
-
-
-def read_lock(layout: Layout) -> Optional[dict]:
-    try:
-        with open(layout.lock_file, encoding="utf-8") as handle:
-            text = handle.read()
-    except FileNotFoundError:
-        return None
-    try:
-        data = json.loads(text)
-    except ValueError:
-        data = None
-    return data if isinstance(data, dict) else {"release_id": None, "unreadable": True}
-
-
-def _lock_error(layout: Layout, lock: dict, wanted: Optional[str]) -> ReleaseStateError:
-    holder = lock.get("release_id")
-    return ReleaseStateError(
-        f"{layout.root} is locked by release {holder!r} (holder {lock.get('holder')!r} since "
-        f"{lock.get('time')!r}); this run is release {wanted!r}. Wait for that release to finish, or if it "
-        "is dead, unlock with state=unlocked break_lock=true", lock=lock)
-
-
-def check_lock(layout: Layout, release_id: Optional[str], break_lock: bool = False) -> Optional[dict]:
-    """Raise when another release holds the lock; return the lock (or None)."""
-    lock = read_lock(layout)
-    if lock is not None and lock.get("release_id") != release_id and not break_lock:
-        raise _lock_error(layout, lock, release_id)
-    return lock
-
-
-def acquire_lock(layout: Layout, release_id: str, holder: str, break_lock: bool,
-                 check_mode: bool) -> tuple[bool, Optional[dict], dict]:
-    """Take the lock for ``release_id`` -> (changed, lock broken or None, lock held)."""
-    validate_release_id(release_id)
-    lock = read_lock(layout)
-    if lock is not None and lock.get("release_id") == release_id:
-        return False, None, lock
-    if lock is not None and not break_lock:
-        raise _lock_error(layout, lock, release_id)
-    new = {"release_id": release_id, "holder": holder, "time": utc_now(), "host": socket.gethostname()}
-    if check_mode:
-        return True, lock, new
-    if lock is not None:
-        write_json_atomic(layout.lock_file, new)
-        return True, lock, new
-    os.makedirs(layout.rollout_dir, exist_ok=True)
-    tmp = f"{layout.lock_file}.tmp-{secrets.token_hex(4)}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(new, handle, indent=2, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    try:
-        os.link(tmp, layout.lock_file)  # fails if someone else locked since we looked
-    except FileExistsError:
-        raise _lock_error(layout, read_lock(layout) or {}, release_id)
-    finally:
-        os.unlink(tmp)
-    return True, None, new
-
-
-def release_lock(layout: Layout, release_id: Optional[str], break_lock: bool,
-                 check_mode: bool) -> tuple[bool, Optional[dict]]:
-    """Drop the lock held by ``release_id`` (any lock with ``break_lock``) -> (changed, lock dropped)."""
-    lock = read_lock(layout)
-    if lock is None:
-        return False, None
-    if lock.get("release_id") != release_id and not break_lock:
-        raise _lock_error(layout, lock, release_id)
-    if not check_mode:
-        try:
-            os.unlink(layout.lock_file)
-        except FileNotFoundError:
-            pass
-    return True, lock
-
-
-# ------------------------------------------------------------------ staging
-
-
-def sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+# ------------------------------------------------------------- staging steps
 
 
 def free_bytes(path: str) -> int:
@@ -556,39 +238,13 @@ def unpack(archive_path: str, dest: str, reserve: int) -> int:
     return len(members)
 
 
-def link_shared(layout: Layout, release_path: str, artifact: str, shared_paths: list[str]) -> list[str]:
-    """Replace each shared path inside the release by a relative link into ``shared/``."""
-    final_dir = layout.release_dir(artifact)
-    warnings = []
-    for raw in shared_paths:
-        rel = validate_relative_path(raw, "shared path")
-        link = os.path.join(release_path, rel)
-        target = os.path.join(layout.shared_dir, rel)
-        if os.path.lexists(link):
-            remove_path(link)
-        os.makedirs(os.path.dirname(link), exist_ok=True)
-        final_link_dir = os.path.dirname(os.path.join(final_dir, rel))
-        os.symlink(os.path.relpath(target, final_link_dir), link)
-        if not os.path.lexists(target):
-            warnings.append(f"shared path {target} does not exist yet; the link in the release dangles "
-                            "until it is created")
-    return warnings
-
-
 def write_marker(path: str, data: dict) -> None:
     with open(os.path.join(path, MARKER), "w", encoding="utf-8") as handle:
         json.dump(data, handle, sort_keys=True)
         handle.write("\n")
         handle.flush()
         os.fsync(handle.fileno())
-    _fsync_dir(path)
-
-
-def clean_leftovers(layout: Layout) -> list[str]:
-    found = work_leftovers(layout)
-    for path in found:
-        remove_path(path)
-    return found
+    fsync_dir(path)
 
 
 @dataclass
@@ -603,158 +259,464 @@ class StageRequest:
     download_timeout: float = 600.0
 
 
-def stage_plan(layout: Layout, state: dict, artifact: str, expected: Optional[str]) -> Optional[dict]:
-    """The existing complete release record when no staging is needed; None when it must be staged."""
-    record = release_record(layout, state, artifact)
-    if not record or not record["complete"]:
-        if os.path.lexists(layout.release_dir(artifact)) and current_artifact(layout) == artifact:
-            raise ReleaseStateError(f"{artifact} is current but not completely staged (no {MARKER}): activate "
-                                    "another release before staging it again", artifact=artifact)
-        return None
-    recorded = record.get("sha256")
-    if expected and recorded and recorded != expected:
-        raise ReleaseStateError(
-            f"{artifact} is already staged with sha256 {recorded}, but sha256 {expected} is expected: the same "
-            "artifact name must always mean the same bits. Publish the new build under a new name",
-            artifact=artifact, staged_sha256=recorded, expected_sha256=expected)
-    return record
+
+def remove_path(path: str) -> None:
+    if os.path.islink(path) or os.path.isfile(path):
+        os.unlink(path)
+    elif os.path.isdir(path):
+        shutil.rmtree(path)
 
 
-def stage(layout: Layout, state: dict, req: StageRequest) -> dict:
-    """Download, verify, unpack, mark complete, then rename into place; record it in ``state``."""
-    for sub in (layout.root, layout.releases_dir, layout.shared_dir, layout.rollout_dir):
-        os.makedirs(sub, exist_ok=True)
-    cleaned = clean_leftovers(layout)
-    final = layout.release_dir(req.artifact)
-    tmp = layout.work_path(".tmp-", req.artifact)
-    staging = layout.work_path(".staging-", req.artifact)
-    warnings: list[str] = []
-    try:
+def empty_state() -> dict:
+    return {"version": STATE_VERSION, "current": None, "previous": None, "releases": {}, "history": []}
+
+
+def _json_text(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+# -------------------------------------------------------------- the root
+
+
+class ReleaseRoot:
+    """One application root on the host: its layout, its state file, its lock and the operations on them.
+
+    The state file is read on first use (or by :meth:`load`) and kept in :attr:`state`; operations
+    change that copy and :meth:`save` writes it back atomically.
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self._state: Optional[dict] = None
+
+    # -- paths
+
+    @property
+    def releases_dir(self) -> str:
+        return os.path.join(self.root, "releases")
+
+    @property
+    def current_link(self) -> str:
+        return os.path.join(self.root, "current")
+
+    @property
+    def shared_dir(self) -> str:
+        return os.path.join(self.root, "shared")
+
+    @property
+    def rollout_dir(self) -> str:
+        return os.path.join(self.root, ".rollout")
+
+    @property
+    def state_file(self) -> str:
+        return os.path.join(self.rollout_dir, "state.json")
+
+    @property
+    def lock_file(self) -> str:
+        return os.path.join(self.rollout_dir, "lock.json")
+
+    def release_dir(self, artifact: str) -> str:
+        return os.path.join(self.releases_dir, validate_artifact(artifact))
+
+    def marker(self, artifact: str) -> str:
+        return os.path.join(self.release_dir(artifact), MARKER)
+
+    def work_path(self, prefix: str, artifact: str) -> str:
+        return os.path.join(self.releases_dir, f"{prefix}{artifact}-{secrets.token_hex(4)}")
+
+    @property
+    def exists(self) -> bool:
+        return os.path.isdir(self.root)
+
+    def require_exists(self) -> None:
+        if not self.exists:
+            raise ReleaseStateError(f"root {self.root} does not exist on this host: check root, or stage a "
+                                    "release first (state=staged creates it)", root=self.root)
+
+    # -- what is on disk
+
+    def read_marker(self, artifact: str) -> Optional[dict]:
+        """The marker's JSON (``{}`` when empty or unreadable), or None when absent."""
         try:
-            sha, size = download(req.opener, tmp, req.reserve_bytes, time.monotonic() + req.download_timeout)
-            if req.expected_sha256 and sha != req.expected_sha256:
-                raise ReleaseStateError(
-                    f"checksum mismatch for {req.artifact} from {req.source}: expected sha256 "
-                    f"{req.expected_sha256}, got {sha}. The download is corrupt or the checksum is wrong; "
-                    "nothing was changed", artifact=req.artifact, expected_sha256=req.expected_sha256,
-                    actual_sha256=sha)
-            count = unpack(tmp, staging, req.reserve_bytes)
-            warnings += link_shared(layout, staging, req.artifact, list(req.shared_paths))
-            staged_at = utc_now()
-            write_marker(staging, {"artifact": req.artifact, "sha256": sha, "staged_at": staged_at,
-                                   "release_id": req.release_id})
-            if os.path.lexists(final):  # an incomplete leftover under the final name
-                trash = layout.work_path(".trash-", req.artifact)
-                os.rename(final, trash)
-                remove_path(trash)
-            os.rename(staging, final)
-            _fsync_dir(layout.releases_dir)
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                raise _no_space(exc, layout.releases_dir, f"staging {req.artifact}")
-            raise
-    finally:
-        for path in (tmp, staging):
-            if os.path.lexists(path):
-                remove_path(path)
-    state["releases"][req.artifact] = {"sha256": sha, "staged_at": staged_at, "complete": True,
-                                       "source": req.source, "size": size, "files": count}
-    add_history(state, req.artifact, "stage", req.release_id)
-    return {"cleaned": cleaned, "sha256": sha, "warnings": warnings}
+            with open(self.marker(artifact), encoding="utf-8") as handle:
+                text = handle.read()
+        except FileNotFoundError:
+            return None
+        try:
+            data = json.loads(text) if text.strip() else {}
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}
 
+    def release_dirs(self) -> dict[str, bool]:
+        """Release directories by name -> whether they carry the complete marker."""
+        try:
+            names = os.listdir(self.releases_dir)
+        except FileNotFoundError:
+            return {}
+        out = {}
+        for name in sorted(names):
+            path = os.path.join(self.releases_dir, name)
+            if name.startswith(".") or not _ARTIFACT_RE.match(name) or ".." in name:
+                continue
+            if os.path.isdir(path) and not os.path.islink(path):
+                out[name] = os.path.isfile(os.path.join(path, MARKER))
+        return out
 
-# ----------------------------------------------------------------- activate
+    def work_leftovers(self) -> list[str]:
+        """Interrupted work: ``releases/.tmp-*``, ``.staging-*``, ``.trash-*`` and ``current.tmp-*``."""
+        found = []
+        if os.path.isdir(self.releases_dir):
+            found += [os.path.join(self.releases_dir, n) for n in sorted(os.listdir(self.releases_dir))
+                      if n.startswith(WORK_PREFIXES)]
+        if os.path.isdir(self.root):
+            found += [os.path.join(self.root, n) for n in sorted(os.listdir(self.root))
+                      if n.startswith("current.tmp-")]
+        return found
 
+    def clean_leftovers(self) -> list[str]:
+        found = self.work_leftovers()
+        for path in found:
+            remove_path(path)
+        return found
 
-def resolve_target(state: dict, artifact: Optional[str], rollback_to: Optional[str]) -> tuple[str, bool]:
-    """The artifact to activate and whether this is a rollback."""
-    if rollback_to is None:
-        return validate_artifact(artifact), False
-    if rollback_to != "previous":
-        return validate_artifact(rollback_to), True
-    previous = state.get("previous")
-    if not previous:
-        raise ReleaseStateError("rollback_to=previous but the state file records no previous release: "
-                                "name the artifact to roll back to (rollback_to=<artifact>)",
-                                current=state.get("current"))
-    return previous, True
+    def current_artifact(self) -> Optional[str]:
+        """The artifact ``current`` points at, read from the symlink itself; None when absent."""
+        link = self.current_link
+        if not os.path.lexists(link):
+            return None
+        if not os.path.islink(link):
+            raise ReleaseStateError(f"{link} is not a symlink: move it away (it must be a link to "
+                                    "releases/<artifact>) and activate a release", root=self.root)
+        target = os.readlink(link)
+        resolved = os.path.normpath(os.path.join(self.root, target))
+        if os.path.dirname(resolved) != os.path.normpath(self.releases_dir):
+            raise ReleaseStateError(f"{link} points at {target!r}, outside {self.releases_dir}: "
+                                    "activate a staged release to repair it", root=self.root, link_target=target)
+        return os.path.basename(resolved)
 
+    def swap_current(self, artifact: str) -> None:
+        """Point ``current`` at ``releases/<artifact>`` with one rename (no moment without a link)."""
+        if os.path.isdir(self.current_link) and not os.path.islink(self.current_link):
+            raise ReleaseStateError(f"{self.current_link} is a real directory, not a symlink: move it "
+                                    "away before activating a release", root=self.root)
+        atomic_symlink(os.path.join("releases", validate_artifact(artifact)), self.current_link)
 
-def already_rolled_back(state: dict) -> bool:
-    """True when ``current`` was reached by rolling back from ``previous`` (so a re-run is a no-op)."""
-    for entry in reversed(state["history"]):
-        if entry.get("action") in ("activate", "rollback") and entry.get("outcome") == "ok":
-            return (entry.get("action") == "rollback" and entry.get("artifact") == state.get("current")
-                    and entry.get("from") == state.get("previous"))
-    return False
+    # -- state file
 
+    @property
+    def state(self) -> dict:
+        if self._state is None:
+            self._state = self._read_state()
+        return self._state
 
-def ensure_activatable(layout: Layout, state: dict, artifact: str) -> dict:
-    record = release_record(layout, state, artifact)
-    if record is None or not os.path.isdir(layout.release_dir(artifact)):
-        raise ReleaseStateError(f"{artifact} is not staged under {layout.releases_dir}: stage it first "
-                                "(state=staged)", artifact=artifact,
-                                staged=[n for n, ok in release_dirs(layout).items() if ok])
-    if not record["complete"]:
-        raise ReleaseStateError(f"{artifact} is not completely staged (no {MARKER}; an interrupted stage?): "
-                                "stage it again (state=staged), which replaces the partial copy",
-                                artifact=artifact)
-    return record
+    def _read_state(self) -> dict:
+        """The state file, or an empty state when it does not exist yet."""
+        try:
+            with open(self.state_file, encoding="utf-8") as handle:
+                state = json.load(handle)
+        except FileNotFoundError:
+            return empty_state()
+        except ValueError as exc:
+            raise ReleaseStateError(f"{self.state_file} is not valid JSON ({exc}): restore it from a backup, "
+                                    "or move it away to start a fresh history", state_file=self.state_file)
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+            version = state.get("version") if isinstance(state, dict) else None
+            raise ReleaseStateError(f"{self.state_file} has version {version!r}; this collection reads version "
+                                    f"{STATE_VERSION}: upgrade sre.rollout or move the file away",
+                                    state_file=self.state_file)
+        for key, default in empty_state().items():
+            state.setdefault(key, default)
+        return state
 
+    def load(self, reconcile: bool = False) -> list[str]:
+        """(Re)read the state file; with ``reconcile``, trust the symlink for ``current`` -> warnings."""
+        self._state = self._read_state()
+        return self.reconcile_current() if reconcile and self.exists else []
 
-def activate(layout: Layout, state: dict, artifact: str, rollback: bool, release_id: Optional[str],
-             check_mode: bool) -> Optional[str]:
-    """Swap ``current`` to ``artifact`` and record it -> the artifact replaced (None if there was none).
+    def save(self) -> None:
+        self.state["history"] = self.state["history"][-HISTORY_LIMIT:]
+        atomic_write(self.state_file, _json_text(self.state))
 
-    In check mode an artifact that is not on disk at all is assumed to be staged by an earlier task
-    of the same run (which did not stage it, being in check mode too); a partial one is still refused.
-    """
-    if check_mode and not os.path.lexists(layout.release_dir(artifact)):
-        record: dict = {}
-    else:
-        record = ensure_activatable(layout, state, artifact)
-    replaced = state.get("current")
-    if not check_mode:
-        swap_current(layout, artifact)
-    state["releases"].setdefault(artifact, {"sha256": record.get("sha256"), "staged_at": record.get("staged_at"),
-                                            "complete": True})
-    state["releases"][artifact]["failed"] = False
-    state["releases"][artifact]["activated_at"] = utc_now()
-    if rollback and replaced and replaced in state["releases"]:
-        state["releases"][replaced]["failed"] = True
-    state["previous"], state["current"] = replaced, artifact
-    add_history(state, artifact, "rollback" if rollback else "activate", release_id, **{"from": replaced})
-    return replaced
+    def add_history(self, artifact: Optional[str], action: str, release_id: Optional[str],
+                    outcome: str = "ok", **extra: Any) -> dict:
+        entry = {"artifact": artifact, "action": action, "release_id": release_id, "time": utc_now(),
+                 "outcome": outcome}
+        entry.update({k: v for k, v in extra.items() if v is not None})
+        self.state["history"].append(entry)
+        return entry
 
+    def summary(self) -> dict:
+        """What ``diff`` shows: current, previous and the release names."""
+        return {"current": self.state.get("current"), "previous": self.state.get("previous"),
+                "releases": sorted(self.state.get("releases", {}))}
 
-# -------------------------------------------------------------------- prune
+    def release_record(self, artifact: str) -> Optional[dict]:
+        """The state's record of a release merged with its marker; None when nothing is known."""
+        record = dict(self.state["releases"].get(artifact) or {})
+        on_disk = os.path.isdir(self.release_dir(artifact))
+        marker = self.read_marker(artifact) if on_disk else None
+        if marker is None and not record and not on_disk:
+            return None
+        if marker is not None:
+            record.setdefault("sha256", marker.get("sha256"))
+            record.setdefault("staged_at", marker.get("staged_at"))
+        record["complete"] = marker is not None and record.get("complete", True) is not False
+        record.setdefault("failed", False)
+        return record
 
+    def list_releases(self) -> list[dict]:
+        """Every release on disk or in the state, oldest staged first."""
+        names = set(self.release_dirs()) | set(self.state["releases"])
+        cur, prev = self.state.get("current"), self.state.get("previous")
+        out = []
+        for name in names:
+            record = self.release_record(name) or {}
+            on_disk = os.path.isdir(self.release_dir(name))
+            out.append({"artifact": name, "path": self.release_dir(name), "on_disk": on_disk,
+                        "complete": bool(record.get("complete")) and on_disk,
+                        "failed": bool(record.get("failed")), "sha256": record.get("sha256"),
+                        "staged_at": record.get("staged_at"), "current": name == cur, "previous": name == prev})
+        out.sort(key=lambda r: (_parse_time(r["staged_at"]), r["artifact"]))
+        return out
 
-def prune_plan(layout: Layout, state: dict, keep: int) -> tuple[list[str], list[str]]:
-    """(kept, removed) release names: current and previous always kept, then the newest good ones.
+    def reconcile_current(self) -> list[str]:
+        """Trust the symlink over the file for ``current``; return warnings about drift."""
+        link = self.current_artifact()
+        warnings = []
+        if link != self.state.get("current"):
+            warnings.append(f"state file says current is {self.state.get('current')!r} but the symlink points "
+                            f"at {link!r}: using the symlink")
+            self.state["current"] = link
+        return warnings
 
-    Failed (rolled back from) and incomplete releases never count towards ``keep``.
-    """
-    if keep < 1:
-        raise ReleaseStateError(f"keep must be at least 1, not {keep}")
-    releases = [r for r in list_releases(layout, state) if r["on_disk"]]
-    protected = [n for n in (state.get("current"), state.get("previous")) if n]
-    kept = [r["artifact"] for r in releases if r["artifact"] in protected]
-    good = [r["artifact"] for r in reversed(releases)
-            if r["complete"] and not r["failed"] and r["artifact"] not in protected]
-    for name in good:
-        if len(kept) >= keep:
-            break
-        kept.append(name)
-    removed = [r["artifact"] for r in releases if r["artifact"] not in kept]
-    return kept, removed
+    # -- lock
 
+    def read_lock(self) -> Optional[dict]:
+        try:
+            with open(self.lock_file, encoding="utf-8") as handle:
+                text = handle.read()
+        except FileNotFoundError:
+            return None
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        return data if isinstance(data, dict) else {"release_id": None, "unreadable": True}
 
-def prune(layout: Layout, state: dict, removed: list[str], release_id: Optional[str]) -> None:
-    """Remove releases: rename each out of the way first, so a crash never leaves a half-deleted one marked."""
-    for name in removed:
-        trash = layout.work_path(".trash-", name)
-        os.rename(layout.release_dir(name), trash)
-        state["releases"].pop(name, None)
-        add_history(state, name, "prune", release_id)
-        remove_path(trash)
+    def _lock_error(self, lock: dict, wanted: Optional[str]) -> ReleaseStateError:
+        holder = lock.get("release_id")
+        return ReleaseStateError(
+            f"{self.root} is locked by release {holder!r} (holder {lock.get('holder')!r} since "
+            f"{lock.get('time')!r}); this run is release {wanted!r}. Wait for that release to finish, or if it "
+            "is dead, unlock with state=unlocked break_lock=true", lock=lock)
+
+    def check_lock(self, release_id: Optional[str], break_lock: bool = False) -> Optional[dict]:
+        """Raise when another release holds the lock; return the lock (or None)."""
+        lock = self.read_lock()
+        if lock is not None and lock.get("release_id") != release_id and not break_lock:
+            raise self._lock_error(lock, release_id)
+        return lock
+
+    def acquire_lock(self, release_id: str, holder: str, break_lock: bool,
+                     check_mode: bool) -> tuple[bool, Optional[dict], dict]:
+        """Take the lock for ``release_id`` -> (changed, lock broken or None, lock held)."""
+        validate_release_id(release_id)
+        lock = self.read_lock()
+        if lock is not None and lock.get("release_id") == release_id:
+            return False, None, lock
+        if lock is not None and not break_lock:
+            raise self._lock_error(lock, release_id)
+        new = {"release_id": release_id, "holder": holder, "time": utc_now(), "host": socket.gethostname()}
+        if check_mode:
+            return True, lock, new
+        try:
+            # Taking a free lock must fail if someone else locked since we looked; breaking one replaces it.
+            atomic_write(self.lock_file, _json_text(new), exclusive=lock is None)
+        except FileExistsError:
+            raise self._lock_error(self.read_lock() or {}, release_id)
+        return True, lock, new
+
+    def release_lock(self, release_id: Optional[str], break_lock: bool,
+                     check_mode: bool) -> tuple[bool, Optional[dict]]:
+        """Drop the lock held by ``release_id`` (any lock with ``break_lock``) -> (changed, lock dropped)."""
+        lock = self.read_lock()
+        if lock is None:
+            return False, None
+        if lock.get("release_id") != release_id and not break_lock:
+            raise self._lock_error(lock, release_id)
+        if not check_mode:
+            try:
+                os.unlink(self.lock_file)
+            except FileNotFoundError:
+                pass
+        return True, lock
+
+    # -- stage
+
+    def link_shared(self, release_path: str, artifact: str, shared_paths: list[str]) -> list[str]:
+        """Replace each shared path inside the release by a relative link into ``shared/``."""
+        final_dir = self.release_dir(artifact)
+        warnings = []
+        for raw in shared_paths:
+            rel = validate_relative_path(raw, "shared path")
+            link = os.path.join(release_path, rel)
+            target = os.path.join(self.shared_dir, rel)
+            if os.path.lexists(link):
+                remove_path(link)
+            os.makedirs(os.path.dirname(link), exist_ok=True)
+            final_link_dir = os.path.dirname(os.path.join(final_dir, rel))
+            os.symlink(os.path.relpath(target, final_link_dir), link)
+            if not os.path.lexists(target):
+                warnings.append(f"shared path {target} does not exist yet; the link in the release dangles "
+                                "until it is created")
+        return warnings
+
+    def stage_plan(self, artifact: str, expected: Optional[str]) -> Optional[dict]:
+        """The existing complete release record when no staging is needed; None when it must be staged."""
+        record = self.release_record(artifact)
+        if not record or not record["complete"]:
+            if os.path.lexists(self.release_dir(artifact)) and self.current_artifact() == artifact:
+                raise ReleaseStateError(f"{artifact} is current but not completely staged (no {MARKER}): "
+                                        "activate another release before staging it again", artifact=artifact)
+            return None
+        recorded = record.get("sha256")
+        if expected and recorded and recorded != expected:
+            raise ReleaseStateError(
+                f"{artifact} is already staged with sha256 {recorded}, but sha256 {expected} is expected: the "
+                "same artifact name must always mean the same bits. Publish the new build under a new name",
+                artifact=artifact, staged_sha256=recorded, expected_sha256=expected)
+        return record
+
+    def stage(self, req: StageRequest) -> dict:
+        """Download, verify, unpack, mark complete, then rename into place; record it in the state."""
+        for sub in (self.root, self.releases_dir, self.shared_dir, self.rollout_dir):
+            os.makedirs(sub, exist_ok=True)
+        cleaned = self.clean_leftovers()
+        final = self.release_dir(req.artifact)
+        tmp = self.work_path(".tmp-", req.artifact)
+        staging = self.work_path(".staging-", req.artifact)
+        warnings: list[str] = []
+        try:
+            try:
+                sha, size = download(req.opener, tmp, req.reserve_bytes, time.monotonic() + req.download_timeout)
+                if req.expected_sha256 and sha != req.expected_sha256:
+                    raise ReleaseStateError(
+                        f"checksum mismatch for {req.artifact} from {req.source}: expected sha256 "
+                        f"{req.expected_sha256}, got {sha}. The download is corrupt or the checksum is wrong; "
+                        "nothing was changed", artifact=req.artifact, expected_sha256=req.expected_sha256,
+                        actual_sha256=sha)
+                count = unpack(tmp, staging, req.reserve_bytes)
+                warnings += self.link_shared(staging, req.artifact, list(req.shared_paths))
+                staged_at = utc_now()
+                write_marker(staging, {"artifact": req.artifact, "sha256": sha, "staged_at": staged_at,
+                                       "release_id": req.release_id})
+                if os.path.lexists(final):  # an incomplete leftover under the final name
+                    trash = self.work_path(".trash-", req.artifact)
+                    os.rename(final, trash)
+                    remove_path(trash)
+                os.rename(staging, final)
+                fsync_dir(self.releases_dir)
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    raise _no_space(exc, self.releases_dir, f"staging {req.artifact}")
+                raise
+        finally:
+            for path in (tmp, staging):
+                if os.path.lexists(path):
+                    remove_path(path)
+        self.state["releases"][req.artifact] = {"sha256": sha, "staged_at": staged_at, "complete": True,
+                                                "source": req.source, "size": size, "files": count}
+        self.add_history(req.artifact, "stage", req.release_id)
+        return {"cleaned": cleaned, "sha256": sha, "warnings": warnings}
+
+    # -- activate
+
+    def resolve_target(self, artifact: Optional[str], rollback_to: Optional[str]) -> tuple[str, bool]:
+        """The artifact to activate and whether this is a rollback."""
+        if rollback_to is None:
+            return validate_artifact(artifact), False
+        if rollback_to != "previous":
+            return validate_artifact(rollback_to), True
+        previous = self.state.get("previous")
+        if not previous:
+            raise ReleaseStateError("rollback_to=previous but the state file records no previous release: "
+                                    "name the artifact to roll back to (rollback_to=<artifact>)",
+                                    current=self.state.get("current"))
+        return previous, True
+
+    def already_rolled_back(self) -> bool:
+        """True when ``current`` was reached by rolling back from ``previous`` (so a re-run is a no-op)."""
+        state = self.state
+        for entry in reversed(state["history"]):
+            if entry.get("action") in ("activate", "rollback") and entry.get("outcome") == "ok":
+                return (entry.get("action") == "rollback" and entry.get("artifact") == state.get("current")
+                        and entry.get("from") == state.get("previous"))
+        return False
+
+    def ensure_activatable(self, artifact: str) -> dict:
+        record = self.release_record(artifact)
+        if record is None or not os.path.isdir(self.release_dir(artifact)):
+            raise ReleaseStateError(f"{artifact} is not staged under {self.releases_dir}: stage it first "
+                                    "(state=staged)", artifact=artifact,
+                                    staged=[n for n, ok in self.release_dirs().items() if ok])
+        if not record["complete"]:
+            raise ReleaseStateError(f"{artifact} is not completely staged (no {MARKER}; an interrupted stage?): "
+                                    "stage it again (state=staged), which replaces the partial copy",
+                                    artifact=artifact)
+        return record
+
+    def activate(self, artifact: str, rollback: bool, release_id: Optional[str],
+                 check_mode: bool) -> Optional[str]:
+        """Swap ``current`` to ``artifact`` and record it -> the artifact replaced (None if there was none).
+
+        In check mode an artifact that is not on disk at all is assumed to be staged by an earlier task
+        of the same run (which did not stage it, being in check mode too); a partial one is still refused.
+        """
+        if check_mode and not os.path.lexists(self.release_dir(artifact)):
+            record: dict = {}
+        else:
+            record = self.ensure_activatable(artifact)
+        state = self.state
+        replaced = state.get("current")
+        if not check_mode:
+            self.swap_current(artifact)
+        state["releases"].setdefault(artifact, {"sha256": record.get("sha256"),
+                                                "staged_at": record.get("staged_at"), "complete": True})
+        state["releases"][artifact]["failed"] = False
+        state["releases"][artifact]["activated_at"] = utc_now()
+        if rollback and replaced and replaced in state["releases"]:
+            state["releases"][replaced]["failed"] = True
+        state["previous"], state["current"] = replaced, artifact
+        self.add_history(artifact, "rollback" if rollback else "activate", release_id, **{"from": replaced})
+        return replaced
+
+    # -- prune
+
+    def prune_plan(self, keep: int) -> tuple[list[str], list[str]]:
+        """(kept, removed) release names: current and previous always kept, then the newest good ones.
+
+        Failed (rolled back from) and incomplete releases never count towards ``keep``.
+        """
+        if keep < 1:
+            raise ReleaseStateError(f"keep must be at least 1, not {keep}")
+        releases = [r for r in self.list_releases() if r["on_disk"]]
+        protected = [n for n in (self.state.get("current"), self.state.get("previous")) if n]
+        kept = [r["artifact"] for r in releases if r["artifact"] in protected]
+        good = [r["artifact"] for r in reversed(releases)
+                if r["complete"] and not r["failed"] and r["artifact"] not in protected]
+        for name in good:
+            if len(kept) >= keep:
+                break
+            kept.append(name)
+        removed = [r["artifact"] for r in releases if r["artifact"] not in kept]
+        return kept, removed
+
+    def prune(self, removed: list[str], release_id: Optional[str]) -> None:
+        """Remove releases: rename each out of the way first, so a crash never leaves a half-deleted one marked."""
+        for name in removed:
+            trash = self.work_path(".trash-", name)
+            os.rename(self.release_dir(name), trash)
+            self.state["releases"].pop(name, None)
+            self.add_history(name, "prune", release_id)
+            remove_path(trash)

@@ -315,31 +315,13 @@ from ansible.module_utils.urls import open_url
 
 from ansible_collections.sre.rollout.plugins.module_utils._common import RolloutError
 from ansible_collections.sre.rollout.plugins.module_utils._release_state import (
-    Layout,
+    ReleaseRoot,
     ReleaseStateError,
     StageRequest,
-    acquire_lock,
-    activate,
-    already_rolled_back,
-    check_lock,
-    clean_leftovers,
     find_in_sha256sums,
-    list_releases,
-    load_state,
     parse_checksum,
-    prune,
-    prune_plan,
-    read_lock,
-    reconcile_current,
-    release_lock,
-    resolve_target,
-    save_state,
-    stage,
-    stage_plan,
-    summary,
     validate_artifact,
     validate_release_id,
-    work_leftovers,
 )
 
 ARGUMENT_SPEC: dict[str, Any] = dict(
@@ -428,132 +410,101 @@ def make_opener(module: AnsibleModule) -> tuple[Callable, str]:
     return open_src, src
 
 
-def _loaded(module: AnsibleModule, layout: Layout) -> dict:
-    state = load_state(layout)
-    if os.path.isdir(layout.root):
-        for warning in reconcile_current(layout, state):
-            module.warn(warning)
-    return state
-
-
-def _require_root(layout: Layout) -> None:
-    if not os.path.isdir(layout.root):
-        raise ReleaseStateError(f"root {layout.root} does not exist on this host: check root, or stage a "
-                                "release first (state=staged creates it)", root=layout.root)
-
-
-def _base_result(layout: Layout, state: dict, changed: bool, before: dict, module: AnsibleModule) -> dict:
-    result = {"changed": changed, "root": layout.root, "exists": os.path.isdir(layout.root),
-              "current": state.get("current"), "previous": state.get("previous"),
-              "releases": list_releases(layout, state) if os.path.isdir(layout.root) else [],
-              "lock": read_lock(layout)}
+def _result(module: AnsibleModule, root: ReleaseRoot, changed: bool, before: dict) -> dict:
+    result = {"changed": changed, "root": root.root, "exists": root.exists,
+              "current": root.state.get("current"), "previous": root.state.get("previous"),
+              "releases": root.list_releases() if root.exists else [], "lock": root.read_lock()}
     if module._diff:
-        result["diff"] = {"before": before, "after": summary(state)}
+        result["diff"] = {"before": before, "after": root.summary()}
     return result
 
 
-def run_staged(module: AnsibleModule, layout: Layout) -> dict:
+def run_staged(module: AnsibleModule, root: ReleaseRoot, before: dict) -> dict:
     params = module.params
-    artifact = validate_artifact(params["artifact"])
-    check_lock(layout, params["release_id"])
-    state = _loaded(module, layout)
-    before = summary(state)
+    artifact = params["artifact"]
     expected = expected_sha256(module)
-    record = stage_plan(layout, state, artifact, expected)
+    record = root.stage_plan(artifact, expected)
     info: dict[str, Any] = {"cleaned": [], "sha256": record.get("sha256") if record else expected}
     if record is None and not module.check_mode:
         opener, source = make_opener(module)
-        info = stage(layout, state, StageRequest(
+        info = root.stage(StageRequest(
             artifact=artifact, opener=opener, expected_sha256=expected, source=source,
             release_id=params["release_id"], shared_paths=tuple(params["shared_paths"]),
             reserve_bytes=params["min_free_mb"] * 1024 * 1024, download_timeout=params["download_timeout"]))
-        save_state(layout, state)
+        root.save()
         for warning in info.get("warnings", []):
             module.warn(warning)
     elif record is None:
         if params["src"] and not os.path.isfile(params["src"]):
             raise ReleaseStateError(f"src {params['src']} is not a file on the host: copy the artifact there "
                                     "first (ansible.builtin.copy) or give url", src=params["src"])
-        state["releases"][artifact] = {"sha256": expected, "complete": True}
-    result = _base_result(layout, state, record is None, before, module)
-    result.update(artifact=artifact, release_dir=layout.release_dir(artifact), sha256=info["sha256"],
+        root.state["releases"][artifact] = {"sha256": expected, "complete": True}
+    result = _result(module, root, record is None, before)
+    result.update(artifact=artifact, release_dir=root.release_dir(artifact), sha256=info["sha256"],
                   staged=record is None, cleaned=info["cleaned"])
     return result
 
 
-def run_active(module: AnsibleModule, layout: Layout) -> dict:
+def run_active(module: AnsibleModule, root: ReleaseRoot, before: dict) -> dict:
     params = module.params
-    if params["rollback_to"] and params["artifact"]:
-        raise ReleaseStateError("give either artifact (a forward release) or rollback_to, not both")
-    _require_root(layout)
-    check_lock(layout, params["release_id"])
-    state = _loaded(module, layout)
-    before = summary(state)
-    if params["rollback_to"] == "previous" and already_rolled_back(state):
-        target, rollback, replaced = state["current"], True, None
-        rolled_back_from = state.get("previous")
+    if params["rollback_to"] == "previous" and root.already_rolled_back():
+        target, rollback, replaced = root.state["current"], True, None
+        rolled_back_from = root.state.get("previous")
     else:
-        target, rollback = resolve_target(state, params["artifact"], params["rollback_to"])
+        target, rollback = root.resolve_target(params["artifact"], params["rollback_to"])
         replaced = None
-        if target != state.get("current"):
-            if module.check_mode and not os.path.lexists(layout.release_dir(target)):
+        if target != root.state.get("current"):
+            if module.check_mode and not os.path.lexists(root.release_dir(target)):
                 module.warn(f"{target} is not staged on this host; check mode assumes an earlier task stages it "
                             "(a real run refuses to activate an artifact that is not fully staged)")
-            replaced = activate(layout, state, target, rollback, params["release_id"], module.check_mode)
+            replaced = root.activate(target, rollback, params["release_id"], module.check_mode)
             if not module.check_mode:
-                save_state(layout, state)
+                root.save()
         rolled_back_from = replaced if rollback else None
-    changed = before != summary(state)
-    result = _base_result(layout, state, changed, before, module)
-    result.update(artifact=target, release_dir=layout.release_dir(target), activated=target if changed else None,
+    changed = before != root.summary()
+    result = _result(module, root, changed, before)
+    result.update(artifact=target, release_dir=root.release_dir(target), activated=target if changed else None,
                   replaced=replaced, rolled_back_from=rolled_back_from)
     return result
 
 
-def run_pruned(module: AnsibleModule, layout: Layout) -> dict:
+def run_pruned(module: AnsibleModule, root: ReleaseRoot, before: dict) -> dict:
     params = module.params
-    _require_root(layout)
-    check_lock(layout, params["release_id"])
-    state = _loaded(module, layout)
-    before = summary(state)
-    kept, removed = prune_plan(layout, state, params["keep"])
-    leftovers = work_leftovers(layout)
+    kept, removed = root.prune_plan(params["keep"])
+    leftovers = root.work_leftovers()
     if not module.check_mode:
-        clean_leftovers(layout)
-        prune(layout, state, removed, params["release_id"])
+        root.clean_leftovers()
+        root.prune(removed, params["release_id"])
         if removed:
-            save_state(layout, state)
+            root.save()
     else:
         for name in removed:
-            state["releases"].pop(name, None)
-    result = _base_result(layout, state, bool(removed or leftovers), before, module)
+            root.state["releases"].pop(name, None)
+    result = _result(module, root, bool(removed or leftovers), before)
     result.update(kept=kept, removed=removed, cleaned=leftovers)
     return result
 
 
-def run_query(module: AnsibleModule, layout: Layout) -> dict:
-    state = _loaded(module, layout)
-    before = summary(state)
-    result = _base_result(layout, state, False, before, module)
-    result.update(history=state["history"], leftovers=work_leftovers(layout))
+def run_query(module: AnsibleModule, root: ReleaseRoot, before: dict) -> dict:
+    result = _result(module, root, False, before)
+    result.update(history=root.state["history"], leftovers=root.work_leftovers())
     return result
 
 
-def run_lock(module: AnsibleModule, layout: Layout) -> dict:
+def run_lock(module: AnsibleModule, root: ReleaseRoot, before: dict) -> dict:
     params = module.params
-    before = {"lock": read_lock(layout)}
+    before = {"lock": root.read_lock()}
     if params["state"] == "locked":
         if not params["release_id"]:
             raise ReleaseStateError("state=locked needs release_id: the id of the release taking the lock")
         holder = params["holder"] or getpass.getuser()
-        changed, broken, after = acquire_lock(layout, params["release_id"], holder, params["break_lock"],
-                                              module.check_mode)
+        changed, broken, after = root.acquire_lock(params["release_id"], holder, params["break_lock"],
+                                                   module.check_mode)
     else:
-        changed, dropped = release_lock(layout, params["release_id"], params["break_lock"], module.check_mode)
+        changed, dropped = root.release_lock(params["release_id"], params["break_lock"], module.check_mode)
         broken = dropped if dropped and dropped.get("release_id") != params["release_id"] else None
         after = None
-    state = load_state(layout)
-    result = _base_result(layout, state, changed, before, module)
+    result = _result(module, root, changed, before)
     result.update(lock=after, broken_lock=broken)
     if module._diff:
         result["diff"] = {"before": before, "after": {"lock": after}}
@@ -562,15 +513,32 @@ def run_lock(module: AnsibleModule, layout: Layout) -> dict:
     return result
 
 
-HANDLERS = {"staged": run_staged, "active": run_active, "pruned": run_pruned, "query": run_query,
-            "locked": run_lock, "unlocked": run_lock}
+# state -> (handler, needs an existing root, refused while another release holds the lock)
+HANDLERS = {"staged": (run_staged, False, True), "active": (run_active, True, True),
+            "pruned": (run_pruned, True, True), "query": (run_query, False, False),
+            "locked": (run_lock, False, False), "unlocked": (run_lock, False, False)}
+LOCK_STATES = ("locked", "unlocked")
 
 
 def run(module: AnsibleModule) -> dict:
-    if module.params["release_id"] is not None:
-        validate_release_id(module.params["release_id"])
-    layout = Layout(os.path.abspath(module.params["root"]))
-    return HANDLERS[module.params["state"]](module, layout)
+    """The one prologue: check the arguments, the root and the lock, load the state, then the handler."""
+    params = module.params
+    if params["release_id"] is not None:
+        validate_release_id(params["release_id"])
+    if params["state"] == "staged":
+        validate_artifact(params["artifact"])
+    if params["state"] == "active" and params["rollback_to"] and params["artifact"]:
+        raise ReleaseStateError("give either artifact (a forward release) or rollback_to, not both")
+    handler, needs_root, locked_out = HANDLERS[params["state"]]
+    root = ReleaseRoot(os.path.abspath(params["root"]))
+    if needs_root:
+        root.require_exists()
+    if locked_out:
+        root.check_lock(params["release_id"])
+    # The lock states read the state only to report it: a broken `current` must not stop an unlock.
+    for warning in root.load(reconcile=params["state"] not in LOCK_STATES):
+        module.warn(warning)
+    return handler(module, root, root.summary())
 
 
 def main() -> None:

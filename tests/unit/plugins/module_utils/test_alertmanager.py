@@ -663,9 +663,3 @@ def test_get_silence_of_an_unknown_or_malformed_id(fake):
     assert client.get_silence(str(uuid.uuid4())) is None
     fake.scripted.append(("GET", "/api/v2/silence/", 422, "silenceID in path must be of type uuid"))
     assert client.get_silence("nope") is None
-
-
-def test_list_alerts_passes_filters_and_flags(fake):
-    fake.scripted.append(("GET", "/api/v2/alerts", 200, "[]"))
-    assert client_for(fake).list_alerts([Matcher("host", "web01")], silenced=True) == []
-    assert fake.requests[0]["query"] == {"filter": ['host="web01"'], "silenced": ["true"]}

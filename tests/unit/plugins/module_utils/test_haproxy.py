@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.sre.rollout.plugins.module_utils._haproxy import (
-    HAProxyError, RuntimeAPI, admin_state_from_flags, parse_endpoint, parse_servers_state, parse_stat_csv,
+    ADMF_FDRAIN, ADMF_FMAINT, HAProxyError, RuntimeAPI, admin_state_from_flags, parse_endpoint, parse_servers_state, parse_stat_csv,
     resolve_weight,
 )
 
@@ -90,7 +90,7 @@ def test_all_up(monkeypatch):
 def test_drain_is_not_ready_but_healthy(monkeypatch):
     web02 = captured(monkeypatch, "drain").servers("app")["web02"]
     assert (web02.status, web02.admin_state, web02.health) == ("DRAIN", "drain", "UP")
-    assert web02.forced_drain and not web02.forced_maint and not web02.ready
+    assert web02.admin_flags & ADMF_FDRAIN and not web02.admin_flags & ADMF_FMAINT and not web02.ready
 
 
 def test_drain_with_sessions_in_flight(monkeypatch):
@@ -104,10 +104,10 @@ def test_drain_with_sessions_in_flight(monkeypatch):
 def test_maint_and_maint_via(monkeypatch):
     servers = captured(monkeypatch, "maint_via").servers("app")
     assert (servers["web01"].status, servers["web01"].admin_state) == ("MAINT", "maint")
-    assert servers["web01"].forced_maint
+    assert servers["web01"].admin_flags & ADMF_FMAINT
     via = servers["web04"]
     assert via.status == "MAINT (via app/web01)" and via.admin_state == "maint"
-    assert not via.forced_maint, "inherited maintenance is not ours to lift"
+    assert not via.admin_flags & ADMF_FMAINT, "inherited maintenance is not ours to lift"
     assert via.tracked == "app/web01" and not via.ready
 
 

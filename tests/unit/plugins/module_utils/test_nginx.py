@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.sre.rollout.plugins.module_utils._nginx import (
-    NginxError, NginxInstance, _decode_addr, as_member, children, established_to, find_server, find_upstreams,
+    NginxError, NginxInstance, _decode_addr, as_member, children, connection_counts, find_server, find_upstreams,
     parse_upstream, probe, replace_server, still_running,
 )
 
@@ -152,19 +152,20 @@ def test_decode_proc_net_addresses():
     assert _decode_addr("0000000000000000FFFF00000100007F:0050") == ("127.0.0.1", 80)
 
 
-def test_established_to_counts_this_process_connections():
+def test_connection_counts_counts_this_process_connections():
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(2)
         port = listener.getsockname()[1]
         with socket.create_connection(("127.0.0.1", port)) as one, socket.create_connection(("127.0.0.1", port)):
             accepted = [listener.accept()[0] for _unused in range(2)]
-            assert established_to([os.getpid()], f"127.0.0.1:{port}") >= 2
-            assert established_to([os.getpid()], f"127.0.0.1:{port + 1 if port < 65535 else 1}") == 0
+            assert connection_counts([os.getpid()], [f"127.0.0.1:{port}"])[f"127.0.0.1:{port}"] >= 2
+            other = f"127.0.0.1:{port + 1 if port < 65535 else 1}"
+            assert connection_counts([os.getpid()], [other])[other] == 0
             one.close()
             for conn in accepted:
                 conn.close()
-    assert established_to([os.getpid()], "unix:/run/app.sock") is None
+    assert connection_counts([os.getpid()], ["unix:/run/app.sock"])["unix:/run/app.sock"] is None
 
 
 # --------------------------------------------------------------------------- instance failure paths

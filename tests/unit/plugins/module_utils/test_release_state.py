@@ -1,4 +1,4 @@
-"""Unit tests of the release layout and state file logic (plugins/module_utils/_release_state.py)."""
+"""Unit tests of the release root and state file logic (plugins/module_utils/_release_state.py)."""
 
 from __future__ import annotations
 
@@ -54,33 +54,39 @@ def tree(root: Path) -> dict[str, str]:
 
 
 @pytest.fixture()
-def layout(tmp_path: Path) -> rs.Layout:
+def root(tmp_path: Path) -> rs.ReleaseRoot:
     """An app root like the lab's: app-1.0.0 staged and current, state file in the lab's format."""
-    root = tmp_path / "app"
-    rel = root / "releases" / "app-1.0.0"
+    path = tmp_path / "app"
+    rel = path / "releases" / "app-1.0.0"
     (rel / "bin").mkdir(parents=True)
     (rel / "VERSION").write_text("1.0.0\n")
     (rel / ".rollout-complete").write_text(json.dumps({"sha256": "a" * 64}) + "\n")
-    (root / "shared" / "logs").mkdir(parents=True)
-    (root / "current").symlink_to("releases/app-1.0.0")
-    (root / ".rollout").mkdir()
-    (root / ".rollout" / "state.json").write_text(json.dumps({
+    (path / "shared" / "logs").mkdir(parents=True)
+    (path / "current").symlink_to("releases/app-1.0.0")
+    (path / ".rollout").mkdir()
+    (path / ".rollout" / "state.json").write_text(json.dumps({
         "version": 1, "current": "app-1.0.0", "previous": None,
         "releases": {"app-1.0.0": {"sha256": "a" * 64, "staged_at": "2024-01-01T00:00:00Z", "complete": True}},
         "history": [{"artifact": "app-1.0.0", "action": "activate", "release_id": "lab-init",
                      "time": "2024-01-01T00:00:00Z", "outcome": "ok"}]}))
-    return rs.Layout(str(root))
+    return rs.ReleaseRoot(str(path))
 
 
-def stage_file(layout: rs.Layout, tmp_path: Path, artifact: str, files=None, expected: str | None = "auto",
+def fresh(root: rs.ReleaseRoot) -> rs.ReleaseRoot:
+    """The root with its state read again from disk (what the next task on the host would see)."""
+    root.load()
+    return root
+
+
+def stage_file(root: rs.ReleaseRoot, tmp_path: Path, artifact: str, files=None, expected: str | None = "auto",
                **kwargs) -> dict:
     tarball = tmp_path / f"{artifact}.tar.gz"
     sha = make_tarball(tarball, files)
-    state = rs.load_state(layout)
+    root.load()
     req = rs.StageRequest(artifact=artifact, opener=file_opener(tarball),
                           expected_sha256=sha if expected == "auto" else expected, source=str(tarball), **kwargs)
-    info = rs.stage(layout, state, req)
-    rs.save_state(layout, state)
+    info = root.stage(req)
+    root.save()
     return info
 
 
@@ -143,99 +149,99 @@ def test_find_in_sha256sums_missing_line_says_what_to_do():
 # --------------------------------------------------------------- state file
 
 
-def test_load_state_reads_the_lab_format(layout):
-    state = rs.load_state(layout)
+def test_load_state_reads_the_lab_format(root):
+    state = fresh(root).state
     assert state["current"] == "app-1.0.0" and state["previous"] is None
     assert state["releases"]["app-1.0.0"]["complete"] is True
     assert state["history"][0]["release_id"] == "lab-init"
 
 
 def test_load_state_missing_file_is_empty(tmp_path):
-    assert rs.load_state(rs.Layout(str(tmp_path / "nowhere"))) == rs.empty_state()
+    assert rs.ReleaseRoot(str(tmp_path / "nowhere")).state == rs.empty_state()
 
 
-def test_load_state_bad_json_and_version(layout):
-    Path(layout.state_file).write_text("{not json")
+def test_load_state_bad_json_and_version(root):
+    Path(root.state_file).write_text("{not json")
     with pytest.raises(rs.ReleaseStateError, match="not valid JSON.*move it away"):
-        rs.load_state(layout)
-    Path(layout.state_file).write_text(json.dumps({"version": 2}))
+        root.load()
+    Path(root.state_file).write_text(json.dumps({"version": 2}))
     with pytest.raises(rs.ReleaseStateError, match="version 2"):
-        rs.load_state(layout)
+        root.load()
 
 
-def test_save_state_is_atomic_and_caps_history(layout):
-    state = rs.load_state(layout)
+def test_save_state_is_atomic_and_caps_history(root):
+    state = fresh(root).state
     for i in range(rs.HISTORY_LIMIT + 10):
-        rs.add_history(state, "app-1.0.0", "activate", f"r{i}")
-    rs.save_state(layout, state)
-    saved = json.loads(Path(layout.state_file).read_text())
+        root.add_history("app-1.0.0", "activate", f"r{i}")
+    root.save()
+    saved = json.loads(Path(root.state_file).read_text())
     assert len(saved["history"]) == rs.HISTORY_LIMIT
     assert saved["history"][-1]["release_id"] == f"r{rs.HISTORY_LIMIT + 9}"
-    assert os.listdir(layout.rollout_dir) == ["state.json"]
+    assert os.listdir(root.rollout_dir) == ["state.json"]
 
 
-def test_reconcile_current_trusts_the_symlink(layout):
-    state = rs.load_state(layout)
+def test_reconcile_current_trusts_the_symlink(root):
+    state = fresh(root).state
     state["current"] = "app-0.9"
-    warnings = rs.reconcile_current(layout, state)
+    warnings = root.reconcile_current()
     assert state["current"] == "app-1.0.0"
     assert "symlink points at 'app-1.0.0'" in warnings[0]
 
 
-def test_current_artifact_outside_releases_is_refused(layout, tmp_path):
-    os.unlink(layout.current_link)
-    os.symlink(str(tmp_path), layout.current_link)
+def test_current_artifact_outside_releases_is_refused(root, tmp_path):
+    os.unlink(root.current_link)
+    os.symlink(str(tmp_path), root.current_link)
     with pytest.raises(rs.ReleaseStateError, match="outside"):
-        rs.current_artifact(layout)
+        root.current_artifact()
 
 
-def test_current_that_is_a_directory_is_refused(layout):
-    os.unlink(layout.current_link)
-    os.mkdir(layout.current_link)
+def test_current_that_is_a_directory_is_refused(root):
+    os.unlink(root.current_link)
+    os.mkdir(root.current_link)
     with pytest.raises(rs.ReleaseStateError, match="not a symlink"):
-        rs.current_artifact(layout)
+        root.current_artifact()
     with pytest.raises(rs.ReleaseStateError, match="real directory"):
-        rs.swap_current(layout, "app-1.0.0")
+        root.swap_current("app-1.0.0")
 
 
 # ------------------------------------------------------------------ staging
 
 
-def test_stage_unpacks_marks_and_records(layout, tmp_path):
-    info = stage_file(layout, tmp_path, "app-1.1.0", release_id="r1")
-    rel = Path(layout.release_dir("app-1.1.0"))
+def test_stage_unpacks_marks_and_records(root, tmp_path):
+    info = stage_file(root, tmp_path, "app-1.1.0", release_id="r1")
+    rel = Path(root.release_dir("app-1.1.0"))
     assert (rel / "VERSION").read_text() == "1.1.0\n"
     assert os.access(rel / "bin" / "start", os.X_OK)
     marker = json.loads((rel / rs.MARKER).read_text())
     assert marker["sha256"] == info["sha256"] and marker["artifact"] == "app-1.1.0"
-    state = rs.load_state(layout)
+    state = fresh(root).state
     assert state["releases"]["app-1.1.0"]["complete"] is True
     assert state["releases"]["app-1.1.0"]["sha256"] == info["sha256"]
     assert state["history"][-1] == {**state["history"][-1], "artifact": "app-1.1.0", "action": "stage",
                                     "release_id": "r1", "outcome": "ok"}
     assert state["current"] == "app-1.0.0"  # staging never switches
-    assert rs.work_leftovers(layout) == []
+    assert root.work_leftovers() == []
 
 
-def test_stage_plan_is_idempotent_and_guards_the_name(layout, tmp_path):
-    info = stage_file(layout, tmp_path, "app-1.1.0")
-    state = rs.load_state(layout)
-    assert rs.stage_plan(layout, state, "app-1.1.0", info["sha256"])["sha256"] == info["sha256"]
-    assert rs.stage_plan(layout, state, "app-1.1.0", None) is not None
-    assert rs.stage_plan(layout, state, "app-1.2.0", "b" * 64) is None
+def test_stage_plan_is_idempotent_and_guards_the_name(root, tmp_path):
+    info = stage_file(root, tmp_path, "app-1.1.0")
+    state = fresh(root).state
+    assert root.stage_plan("app-1.1.0", info["sha256"])["sha256"] == info["sha256"]
+    assert root.stage_plan("app-1.1.0", None) is not None
+    assert root.stage_plan("app-1.2.0", "b" * 64) is None
     with pytest.raises(rs.ReleaseStateError, match="same artifact name must always mean the same bits"):
-        rs.stage_plan(layout, state, "app-1.1.0", "b" * 64)
+        root.stage_plan("app-1.1.0", "b" * 64)
 
 
-def test_checksum_mismatch_changes_nothing(layout, tmp_path):
-    before = tree(Path(layout.root))
+def test_checksum_mismatch_changes_nothing(root, tmp_path):
+    before = tree(Path(root.root))
     with pytest.raises(rs.ReleaseStateError, match="checksum mismatch.*nothing was changed") as err:
-        stage_file(layout, tmp_path, "app-1.1.0", expected="0" * 64)
+        stage_file(root, tmp_path, "app-1.1.0", expected="0" * 64)
     assert err.value.details["expected_sha256"] == "0" * 64
-    assert tree(Path(layout.root)) == before
+    assert tree(Path(root.root)) == before
 
 
-def test_interrupted_download_leaves_nothing_activatable(layout, tmp_path):
+def test_interrupted_download_leaves_nothing_activatable(root, tmp_path):
     class Broken:
         """A response that delivers 11 bytes, then the peer resets (plain read(), no read1())."""
 
@@ -251,93 +257,93 @@ def test_interrupted_download_leaves_nothing_activatable(layout, tmp_path):
         def close(self):
             pass
 
-    state = rs.load_state(layout)
+    state = fresh(root).state
     req = rs.StageRequest("app-1.1.0", lambda: (Broken(), 100), None, "http://x/a.tar.gz")
     with pytest.raises(rs.ReleaseStateError, match="download interrupted after 11 bytes"):
-        rs.stage(layout, state, req)
-    assert not os.path.exists(layout.release_dir("app-1.1.0"))
-    assert rs.work_leftovers(layout) == []
+        root.stage(req)
+    assert not os.path.exists(root.release_dir("app-1.1.0"))
+    assert root.work_leftovers() == []
     with pytest.raises(rs.ReleaseStateError, match="not staged"):
-        rs.ensure_activatable(layout, rs.load_state(layout), "app-1.1.0")
+        fresh(root).ensure_activatable("app-1.1.0")
 
 
-def test_truncated_download_is_refused(layout, tmp_path):
+def test_truncated_download_is_refused(root, tmp_path):
     tarball = tmp_path / "a.tar.gz"
     make_tarball(tarball)
     req = rs.StageRequest("app-1.1.0", file_opener(tarball, size_override=tarball.stat().st_size + 5), None, "x")
     with pytest.raises(rs.ReleaseStateError, match="download truncated"):
-        rs.stage(layout, rs.load_state(layout), req)
-    assert not os.path.exists(layout.release_dir("app-1.1.0"))
+        fresh(root).stage(req)
+    assert not os.path.exists(root.release_dir("app-1.1.0"))
 
 
-def test_download_deadline(layout, tmp_path):
+def test_download_deadline(root, tmp_path):
     tarball = tmp_path / "a.tar.gz"
     make_tarball(tarball)
     req = rs.StageRequest("app-1.1.0", file_opener(tarball), None, "x", download_timeout=-1)
     with pytest.raises(rs.ReleaseStateError, match="download_timeout"):
-        rs.stage(layout, rs.load_state(layout), req)
-    assert rs.work_leftovers(layout) == []
+        fresh(root).stage(req)
+    assert root.work_leftovers() == []
 
 
-def test_killed_stage_leftovers_are_never_activated_and_are_cleaned(layout, tmp_path):
+def test_killed_stage_leftovers_are_never_activated_and_are_cleaned(root, tmp_path):
     # What a SIGKILL mid-stage leaves: a partial download and a half-unpacked staging directory,
     # plus an incomplete directory under the final name (e.g. from an older tool).
-    releases = Path(layout.releases_dir)
+    releases = Path(root.releases_dir)
     (releases / ".tmp-app-1.1.0-dead").write_bytes(b"partial")
     (releases / ".staging-app-1.1.0-dead" / "bin").mkdir(parents=True)
     (releases / "app-1.1.0").mkdir()
     (releases / "app-1.1.0" / "VERSION").write_text("half")
-    state = rs.load_state(layout)
-    assert rs.release_dirs(layout) == {"app-1.0.0": True, "app-1.1.0": False}
+    state = fresh(root).state
+    assert root.release_dirs() == {"app-1.0.0": True, "app-1.1.0": False}
     with pytest.raises(rs.ReleaseStateError, match="not completely staged"):
-        rs.ensure_activatable(layout, state, "app-1.1.0")
-    assert rs.stage_plan(layout, state, "app-1.1.0", None) is None  # must be staged again
-    info = stage_file(layout, tmp_path, "app-1.1.0")
+        root.ensure_activatable("app-1.1.0")
+    assert root.stage_plan("app-1.1.0", None) is None  # must be staged again
+    info = stage_file(root, tmp_path, "app-1.1.0")
     assert sorted(Path(p).name for p in info["cleaned"]) == [".staging-app-1.1.0-dead", ".tmp-app-1.1.0-dead"]
-    assert rs.release_dirs(layout) == {"app-1.0.0": True, "app-1.1.0": True}
+    assert root.release_dirs() == {"app-1.0.0": True, "app-1.1.0": True}
     assert (releases / "app-1.1.0" / "VERSION").read_text() == "1.1.0\n"
     assert sorted(os.listdir(releases)) == ["app-1.0.0", "app-1.1.0"]
 
 
-def test_state_record_marked_incomplete_is_not_activatable(layout):
-    state = rs.load_state(layout)
+def test_state_record_marked_incomplete_is_not_activatable(root):
+    state = fresh(root).state
     state["releases"]["app-1.0.0"]["complete"] = False
     with pytest.raises(rs.ReleaseStateError, match="not completely staged"):
-        rs.ensure_activatable(layout, state, "app-1.0.0")
+        root.ensure_activatable("app-1.0.0")
 
 
-def test_restaging_the_incomplete_current_release_is_refused(layout):
-    os.unlink(layout.marker("app-1.0.0"))
+def test_restaging_the_incomplete_current_release_is_refused(root):
+    os.unlink(root.marker("app-1.0.0"))
     with pytest.raises(rs.ReleaseStateError, match="is current but not completely staged"):
-        rs.stage_plan(layout, rs.load_state(layout), "app-1.0.0", None)
+        fresh(root).stage_plan("app-1.0.0", None)
 
 
-def test_not_enough_space_fails_before_writing(layout, tmp_path, monkeypatch):
+def test_not_enough_space_fails_before_writing(root, tmp_path, monkeypatch):
     monkeypatch.setattr(rs, "free_bytes", lambda path: 1000)
-    before = tree(Path(layout.root))
+    before = tree(Path(root.root))
     with pytest.raises(rs.ReleaseStateError, match="not enough disk space.*for the download") as err:
-        stage_file(layout, tmp_path, "app-1.1.0", reserve_bytes=990)
+        stage_file(root, tmp_path, "app-1.1.0", reserve_bytes=990)
     assert err.value.details["free_bytes"] == 1000 and err.value.details["reserve_bytes"] == 990
-    assert tree(Path(layout.root)) == before
+    assert tree(Path(root.root)) == before
 
 
-def test_not_enough_space_to_unpack(layout, tmp_path, monkeypatch):
+def test_not_enough_space_to_unpack(root, tmp_path, monkeypatch):
     tarball = tmp_path / "big.tar.gz"
     sha = make_tarball(tarball, {"blob": b"\0" * 2_000_000})  # compresses to almost nothing
     monkeypatch.setattr(rs, "free_bytes", lambda path: 1_000_000)
     req = rs.StageRequest("app-1.1.0", file_opener(tarball), sha, "x")
     with pytest.raises(rs.ReleaseStateError, match="for unpacking"):
-        rs.stage(layout, rs.load_state(layout), req)
-    assert sorted(os.listdir(layout.releases_dir)) == ["app-1.0.0"]
+        fresh(root).stage(req)
+    assert sorted(os.listdir(root.releases_dir)) == ["app-1.0.0"]
 
 
-def test_enospc_while_writing_is_reported_and_cleaned(layout, tmp_path, monkeypatch):
+def test_enospc_while_writing_is_reported_and_cleaned(root, tmp_path, monkeypatch):
     def full(*args, **kwargs):
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(rs, "unpack", full)
     with pytest.raises(rs.ReleaseStateError, match="no space left"):
-        stage_file(layout, tmp_path, "app-1.1.0")
-    assert sorted(os.listdir(layout.releases_dir)) == ["app-1.0.0"]
+        stage_file(root, tmp_path, "app-1.1.0")
+    assert sorted(os.listdir(root.releases_dir)) == ["app-1.0.0"]
 
 
 def _add_symlink(name, target):
@@ -362,39 +368,39 @@ def _add_fifo(tar):
     ({"ok": b"x"}, _add_symlink("abs", "/etc/passwd"), "links to '/etc/passwd'"),
     ({"ok": b"x"}, _add_fifo, "special file"),
 ])
-def test_unsafe_archives_are_refused(layout, tmp_path, files, extra, message):
+def test_unsafe_archives_are_refused(root, tmp_path, files, extra, message):
     tarball = tmp_path / "bad.tar.gz"
     sha = make_tarball(tarball, files, extra)
-    before = tree(Path(layout.root))
+    before = tree(Path(root.root))
     with pytest.raises(rs.ReleaseStateError, match=message):
-        rs.stage(layout, rs.load_state(layout), rs.StageRequest("app-1.1.0", file_opener(tarball), sha, "x"))
-    assert tree(Path(layout.root)) == before
+        fresh(root).stage(rs.StageRequest("app-1.1.0", file_opener(tarball), sha, "x"))
+    assert tree(Path(root.root)) == before
     assert not (tmp_path / "evil").exists()
 
 
-def test_links_inside_the_release_are_kept(layout, tmp_path):
+def test_links_inside_the_release_are_kept(root, tmp_path):
     tarball = tmp_path / "ok.tar.gz"
     sha = make_tarball(tarball, {"bin/real": b"x"}, _add_symlink("bin/alias", "real"))
-    rs.stage(layout, rs.load_state(layout), rs.StageRequest("app-1.1.0", file_opener(tarball), sha, "x"))
-    assert os.readlink(Path(layout.release_dir("app-1.1.0")) / "bin" / "alias") == "real"
+    fresh(root).stage(rs.StageRequest("app-1.1.0", file_opener(tarball), sha, "x"))
+    assert os.readlink(Path(root.release_dir("app-1.1.0")) / "bin" / "alias") == "real"
 
 
-def test_not_a_tarball(layout, tmp_path):
+def test_not_a_tarball(root, tmp_path):
     junk = tmp_path / "junk.tar.gz"
     junk.write_bytes(b"<html>404</html>")
     with pytest.raises(rs.ReleaseStateError, match="not a readable tar archive"):
-        rs.stage(layout, rs.load_state(layout), rs.StageRequest("app-1.1.0", file_opener(junk), None, "x"))
-    assert sorted(os.listdir(layout.releases_dir)) == ["app-1.0.0"]
+        fresh(root).stage(rs.StageRequest("app-1.1.0", file_opener(junk), None, "x"))
+    assert sorted(os.listdir(root.releases_dir)) == ["app-1.0.0"]
 
 
-def test_shared_paths_are_linked_into_shared(layout, tmp_path):
-    Path(layout.shared_dir, "config").mkdir()
-    Path(layout.shared_dir, "config", "app.env").write_text("A=1\n")
-    info = stage_file(layout, tmp_path, "app-1.1.0", files={"logs/README": b"from the artifact", "app.py": b"x"},
+def test_shared_paths_are_linked_into_shared(root, tmp_path):
+    Path(root.shared_dir, "config").mkdir()
+    Path(root.shared_dir, "config", "app.env").write_text("A=1\n")
+    info = stage_file(root, tmp_path, "app-1.1.0", files={"logs/README": b"from the artifact", "app.py": b"x"},
                       shared_paths=("logs", "config/app.env", "data"))
-    rel = Path(layout.release_dir("app-1.1.0"))
+    rel = Path(root.release_dir("app-1.1.0"))
     assert (rel / "logs").is_symlink() and os.readlink(rel / "logs") == "../../shared/logs"
-    assert (rel / "logs").resolve() == Path(layout.shared_dir, "logs").resolve()
+    assert (rel / "logs").resolve() == Path(root.shared_dir, "logs").resolve()
     assert os.readlink(rel / "config" / "app.env") == "../../../shared/config/app.env"
     assert (rel / "config" / "app.env").read_text() == "A=1\n"
     assert any("shared/data does not exist yet" in w for w in info["warnings"])
@@ -403,186 +409,186 @@ def test_shared_paths_are_linked_into_shared(layout, tmp_path):
 # ----------------------------------------------------------------- activate
 
 
-def test_swap_current_is_a_relative_link_renamed_into_place(layout, tmp_path):
-    stage_file(layout, tmp_path, "app-1.1.0")
-    rs.swap_current(layout, "app-1.1.0")
-    assert os.readlink(layout.current_link) == "releases/app-1.1.0"
-    assert rs.current_artifact(layout) == "app-1.1.0"
-    assert not [n for n in os.listdir(layout.root) if n.startswith("current.tmp-")]
+def test_swap_current_is_a_relative_link_renamed_into_place(root, tmp_path):
+    stage_file(root, tmp_path, "app-1.1.0")
+    root.swap_current("app-1.1.0")
+    assert os.readlink(root.current_link) == "releases/app-1.1.0"
+    assert root.current_artifact() == "app-1.1.0"
+    assert not [n for n in os.listdir(root.root) if n.startswith("current.tmp-")]
 
 
-def test_activate_records_previous_and_history(layout, tmp_path):
-    stage_file(layout, tmp_path, "app-1.1.0")
-    state = rs.load_state(layout)
-    replaced = rs.activate(layout, state, "app-1.1.0", False, "r2", check_mode=False)
+def test_activate_records_previous_and_history(root, tmp_path):
+    stage_file(root, tmp_path, "app-1.1.0")
+    state = fresh(root).state
+    replaced = root.activate("app-1.1.0", False, "r2", check_mode=False)
     assert replaced == "app-1.0.0"
     assert (state["current"], state["previous"]) == ("app-1.1.0", "app-1.0.0")
-    assert os.readlink(layout.current_link) == "releases/app-1.1.0"
+    assert os.readlink(root.current_link) == "releases/app-1.1.0"
     last = state["history"][-1]
     assert (last["action"], last["artifact"], last["from"], last["release_id"]) == \
         ("activate", "app-1.1.0", "app-1.0.0", "r2")
 
 
-def test_activate_in_check_mode_touches_nothing_on_disk(layout, tmp_path):
-    stage_file(layout, tmp_path, "app-1.1.0")
-    before = tree(Path(layout.root))
-    state = rs.load_state(layout)
-    rs.activate(layout, state, "app-1.1.0", False, "r2", check_mode=True)
+def test_activate_in_check_mode_touches_nothing_on_disk(root, tmp_path):
+    stage_file(root, tmp_path, "app-1.1.0")
+    before = tree(Path(root.root))
+    state = fresh(root).state
+    root.activate("app-1.1.0", False, "r2", check_mode=True)
     assert state["current"] == "app-1.1.0"
-    assert tree(Path(layout.root)) == before
+    assert tree(Path(root.root)) == before
 
 
-def test_activate_refuses_unstaged(layout):
+def test_activate_refuses_unstaged(root):
     with pytest.raises(rs.ReleaseStateError, match="not staged.*stage it first") as err:
-        rs.activate(layout, rs.load_state(layout), "app-9.9.9", False, None, check_mode=False)
+        fresh(root).activate("app-9.9.9", False, None, check_mode=False)
     assert err.value.details["staged"] == ["app-1.0.0"]
-    assert os.readlink(layout.current_link) == "releases/app-1.0.0"
+    assert os.readlink(root.current_link) == "releases/app-1.0.0"
 
 
-def test_rollback_to_previous_marks_failed_and_is_a_noop_the_second_time(layout, tmp_path):
-    stage_file(layout, tmp_path, "app-1.1.0")
-    state = rs.load_state(layout)
-    rs.activate(layout, state, "app-1.1.0", False, "r2", check_mode=False)
-    assert not rs.already_rolled_back(state)
-    target, rollback = rs.resolve_target(state, None, "previous")
+def test_rollback_to_previous_marks_failed_and_is_a_noop_the_second_time(root, tmp_path):
+    stage_file(root, tmp_path, "app-1.1.0")
+    state = fresh(root).state
+    root.activate("app-1.1.0", False, "r2", check_mode=False)
+    assert not root.already_rolled_back()
+    target, rollback = root.resolve_target(None, "previous")
     assert (target, rollback) == ("app-1.0.0", True)
-    replaced = rs.activate(layout, state, target, rollback, "r2", check_mode=False)
+    replaced = root.activate(target, rollback, "r2", check_mode=False)
     assert replaced == "app-1.1.0"
     assert (state["current"], state["previous"]) == ("app-1.0.0", "app-1.1.0")
     assert state["releases"]["app-1.1.0"]["failed"] is True
     assert state["history"][-1]["action"] == "rollback"
-    assert rs.already_rolled_back(state)
+    assert root.already_rolled_back()
     # an explicit forward activation clears the failure and ends the rolled-back condition
-    rs.activate(layout, state, "app-1.1.0", False, "r3", check_mode=False)
+    root.activate("app-1.1.0", False, "r3", check_mode=False)
     assert state["releases"]["app-1.1.0"]["failed"] is False
-    assert not rs.already_rolled_back(state)
+    assert not root.already_rolled_back()
 
 
-def test_rollback_uses_names_not_mtimes(layout, tmp_path):
-    stage_file(layout, tmp_path, "app-1.1.0")
-    stage_file(layout, tmp_path, "app-1.2.0")
-    state = rs.load_state(layout)
-    rs.activate(layout, state, "app-1.2.0", False, "r", check_mode=False)
+def test_rollback_uses_names_not_mtimes(root, tmp_path):
+    stage_file(root, tmp_path, "app-1.1.0")
+    stage_file(root, tmp_path, "app-1.2.0")
+    state = fresh(root).state
+    root.activate("app-1.2.0", False, "r", check_mode=False)
     # app-1.1.0 is the newest directory by mtime, but app-1.0.0 is what was running before
-    os.utime(layout.release_dir("app-1.1.0"), (4_000_000_000, 4_000_000_000))
-    assert rs.resolve_target(state, None, "previous") == ("app-1.0.0", True)
-    assert rs.resolve_target(state, None, "app-1.1.0") == ("app-1.1.0", True)
+    os.utime(root.release_dir("app-1.1.0"), (4_000_000_000, 4_000_000_000))
+    assert root.resolve_target(None, "previous") == ("app-1.0.0", True)
+    assert root.resolve_target(None, "app-1.1.0") == ("app-1.1.0", True)
 
 
-def test_rollback_without_previous(layout):
+def test_rollback_without_previous(root):
     with pytest.raises(rs.ReleaseStateError, match="no previous release.*rollback_to=<artifact>"):
-        rs.resolve_target(rs.load_state(layout), None, "previous")
+        fresh(root).resolve_target(None, "previous")
 
 
 # -------------------------------------------------------------------- prune
 
 
-def _stage_many(layout, tmp_path, names):
+def _stage_many(root, tmp_path, names):
     for i, name in enumerate(names):
-        stage_file(layout, tmp_path, name)
-        state = rs.load_state(layout)
+        stage_file(root, tmp_path, name)
+        state = fresh(root).state
         state["releases"][name]["staged_at"] = f"2024-02-0{i + 1}T00:00:00Z"
-        rs.save_state(layout, state)
+        root.save()
 
 
-def test_prune_keeps_newest_good_by_state_time_and_never_current_or_previous(layout, tmp_path):
-    _stage_many(layout, tmp_path, ["app-1.1.0", "app-1.2.0", "app-1.3.0", "app-1.4.0"])
-    state = rs.load_state(layout)
-    rs.activate(layout, state, "app-1.1.0", False, "r", check_mode=False)  # current 1.1.0, previous 1.0.0
-    os.utime(layout.release_dir("app-1.2.0"), (4_000_000_000, 4_000_000_000))  # mtimes don't matter
-    kept, removed = rs.prune_plan(layout, state, keep=3)
+def test_prune_keeps_newest_good_by_state_time_and_never_current_or_previous(root, tmp_path):
+    _stage_many(root, tmp_path, ["app-1.1.0", "app-1.2.0", "app-1.3.0", "app-1.4.0"])
+    state = fresh(root).state
+    root.activate("app-1.1.0", False, "r", check_mode=False)  # current 1.1.0, previous 1.0.0
+    os.utime(root.release_dir("app-1.2.0"), (4_000_000_000, 4_000_000_000))  # mtimes don't matter
+    kept, removed = root.prune_plan(keep=3)
     assert kept == ["app-1.0.0", "app-1.1.0", "app-1.4.0"]
     assert removed == ["app-1.2.0", "app-1.3.0"]
-    kept, removed = rs.prune_plan(layout, state, keep=1)
+    kept, removed = root.prune_plan(keep=1)
     assert kept == ["app-1.0.0", "app-1.1.0"]  # current and previous survive any keep
 
 
-def test_prune_does_not_count_failed_or_incomplete(layout, tmp_path):
-    _stage_many(layout, tmp_path, ["app-1.1.0", "app-1.2.0", "app-1.3.0"])
-    state = rs.load_state(layout)
+def test_prune_does_not_count_failed_or_incomplete(root, tmp_path):
+    _stage_many(root, tmp_path, ["app-1.1.0", "app-1.2.0", "app-1.3.0"])
+    state = fresh(root).state
     state["releases"]["app-1.3.0"]["failed"] = True
-    os.unlink(layout.marker("app-1.2.0"))
-    kept, removed = rs.prune_plan(layout, state, keep=2)
+    os.unlink(root.marker("app-1.2.0"))
+    kept, removed = root.prune_plan(keep=2)
     assert kept == ["app-1.0.0", "app-1.1.0"]
     assert sorted(removed) == ["app-1.2.0", "app-1.3.0"]
 
 
-def test_prune_removes_dirs_records_and_logs_history(layout, tmp_path):
-    _stage_many(layout, tmp_path, ["app-1.1.0", "app-1.2.0"])
-    state = rs.load_state(layout)
-    kept, removed = rs.prune_plan(layout, state, keep=2)
+def test_prune_removes_dirs_records_and_logs_history(root, tmp_path):
+    _stage_many(root, tmp_path, ["app-1.1.0", "app-1.2.0"])
+    state = fresh(root).state
+    kept, removed = root.prune_plan(keep=2)
     assert removed == ["app-1.1.0"]
-    rs.prune(layout, state, removed, "r9")
-    assert sorted(os.listdir(layout.releases_dir)) == ["app-1.0.0", "app-1.2.0"]
+    root.prune(removed, "r9")
+    assert sorted(os.listdir(root.releases_dir)) == ["app-1.0.0", "app-1.2.0"]
     assert "app-1.1.0" not in state["releases"]
     assert state["history"][-1]["action"] == "prune" and state["history"][-1]["artifact"] == "app-1.1.0"
-    assert rs.prune_plan(layout, state, keep=2) == (["app-1.0.0", "app-1.2.0"], [])
+    assert root.prune_plan(keep=2) == (["app-1.0.0", "app-1.2.0"], [])
 
 
-def test_prune_keep_must_be_positive(layout):
+def test_prune_keep_must_be_positive(root):
     with pytest.raises(rs.ReleaseStateError, match="keep must be at least 1"):
-        rs.prune_plan(layout, rs.load_state(layout), keep=0)
+        fresh(root).prune_plan(keep=0)
 
 
-def test_list_releases_merges_disk_and_state(layout, tmp_path):
-    stage_file(layout, tmp_path, "app-1.1.0")
-    state = rs.load_state(layout)
+def test_list_releases_merges_disk_and_state(root, tmp_path):
+    stage_file(root, tmp_path, "app-1.1.0")
+    state = fresh(root).state
     state["releases"]["app-0.9.0"] = {"sha256": "c" * 64, "staged_at": "2023-01-01T00:00:00Z", "complete": True}
-    by_name = {r["artifact"]: r for r in rs.list_releases(layout, state)}
+    by_name = {r["artifact"]: r for r in root.list_releases()}
     assert by_name["app-1.0.0"]["current"] and by_name["app-1.0.0"]["complete"]
     assert by_name["app-0.9.0"]["on_disk"] is False and by_name["app-0.9.0"]["complete"] is False
-    assert [r["artifact"] for r in rs.list_releases(layout, state)][0] == "app-0.9.0"
+    assert [r["artifact"] for r in root.list_releases()][0] == "app-0.9.0"
 
 
 # --------------------------------------------------------------------- lock
 
 
-def test_lock_acquire_is_idempotent_and_refuses_other_release(layout):
-    changed, broken, lock = rs.acquire_lock(layout, "r1", "alice", False, check_mode=False)
+def test_lock_acquire_is_idempotent_and_refuses_other_release(root):
+    changed, broken, lock = root.acquire_lock("r1", "alice", False, check_mode=False)
     assert changed and broken is None and lock["release_id"] == "r1" and lock["holder"] == "alice"
-    assert rs.read_lock(layout)["release_id"] == "r1"
-    assert rs.acquire_lock(layout, "r1", "alice", False, check_mode=False)[0] is False
+    assert root.read_lock()["release_id"] == "r1"
+    assert root.acquire_lock("r1", "alice", False, check_mode=False)[0] is False
     with pytest.raises(rs.ReleaseStateError, match="locked by release 'r1' \\(holder 'alice'") as err:
-        rs.acquire_lock(layout, "r2", "bob", False, check_mode=False)
+        root.acquire_lock("r2", "bob", False, check_mode=False)
     assert err.value.details["lock"]["release_id"] == "r1"
     with pytest.raises(rs.ReleaseStateError, match="locked by release 'r1'"):
-        rs.check_lock(layout, "r2")
-    assert rs.check_lock(layout, "r1")["holder"] == "alice"
+        root.check_lock("r2")
+    assert root.check_lock("r1")["holder"] == "alice"
 
 
-def test_lock_break_and_release(layout):
-    rs.acquire_lock(layout, "r1", "alice", False, check_mode=False)
-    changed, broken, lock = rs.acquire_lock(layout, "r2", "bob", True, check_mode=False)
-    assert changed and broken["release_id"] == "r1" and rs.read_lock(layout)["release_id"] == "r2"
+def test_lock_break_and_release(root):
+    root.acquire_lock("r1", "alice", False, check_mode=False)
+    changed, broken, lock = root.acquire_lock("r2", "bob", True, check_mode=False)
+    assert changed and broken["release_id"] == "r1" and root.read_lock()["release_id"] == "r2"
     with pytest.raises(rs.ReleaseStateError, match="locked by release 'r2'"):
-        rs.release_lock(layout, "r1", False, check_mode=False)
-    assert rs.release_lock(layout, "r2", False, check_mode=True) == (True, rs.read_lock(layout))
-    assert os.path.exists(layout.lock_file)
-    changed, dropped = rs.release_lock(layout, "r2", False, check_mode=False)
-    assert changed and dropped["release_id"] == "r2" and rs.read_lock(layout) is None
-    assert rs.release_lock(layout, "r2", False, check_mode=False) == (False, None)
+        root.release_lock("r1", False, check_mode=False)
+    assert root.release_lock("r2", False, check_mode=True) == (True, root.read_lock())
+    assert os.path.exists(root.lock_file)
+    changed, dropped = root.release_lock("r2", False, check_mode=False)
+    assert changed and dropped["release_id"] == "r2" and root.read_lock() is None
+    assert root.release_lock("r2", False, check_mode=False) == (False, None)
 
 
-def test_lock_check_mode_writes_nothing(layout):
-    changed, _unused, lock = rs.acquire_lock(layout, "r1", "alice", False, check_mode=True)
+def test_lock_check_mode_writes_nothing(root):
+    changed, _unused, lock = root.acquire_lock("r1", "alice", False, check_mode=True)
     assert changed and lock["release_id"] == "r1"
-    assert rs.read_lock(layout) is None
+    assert root.read_lock() is None
 
 
-def test_unreadable_lock_file_blocks_until_broken(layout):
-    Path(layout.lock_file).write_text("")
+def test_unreadable_lock_file_blocks_until_broken(root):
+    Path(root.lock_file).write_text("")
     with pytest.raises(rs.ReleaseStateError, match="locked by release None"):
-        rs.acquire_lock(layout, "r1", "alice", False, check_mode=False)
-    assert rs.acquire_lock(layout, "r1", "alice", True, check_mode=False)[1] == {
+        root.acquire_lock("r1", "alice", False, check_mode=False)
+    assert root.acquire_lock("r1", "alice", True, check_mode=False)[1] == {
         "release_id": None, "unreadable": True}
-    assert rs.read_lock(layout)["release_id"] == "r1"
+    assert root.read_lock()["release_id"] == "r1"
 
 
-def test_check_mode_activation_assumes_a_stage_earlier_in_the_run(layout, tmp_path):
-    state = rs.load_state(layout)
-    assert rs.activate(layout, state, "app-1.1.0", False, "r", check_mode=True) == "app-1.0.0"
+def test_check_mode_activation_assumes_a_stage_earlier_in_the_run(root, tmp_path):
+    state = fresh(root).state
+    assert root.activate("app-1.1.0", False, "r", check_mode=True) == "app-1.0.0"
     assert state["current"] == "app-1.1.0"
-    assert os.readlink(layout.current_link) == "releases/app-1.0.0"
-    Path(layout.release_dir("app-1.2.0")).mkdir()  # partial: refused in check mode too
+    assert os.readlink(root.current_link) == "releases/app-1.0.0"
+    Path(root.release_dir("app-1.2.0")).mkdir()  # partial: refused in check mode too
     with pytest.raises(rs.ReleaseStateError, match="not completely staged"):
-        rs.activate(layout, rs.load_state(layout), "app-1.2.0", False, "r", check_mode=True)
+        fresh(root).activate("app-1.2.0", False, "r", check_mode=True)

@@ -149,3 +149,24 @@ def test_os_errors_become_clear_failures(capsys, tmp_path, repo):
                                  "url": repo["url"] + "/app-1.1.0.tar.gz", "checksum": "sha256:" + repo["sha"]})
     assert result["failed"] and "check the permissions and free space under root" in result["msg"]
     assert str(root / "releases") in result["msg"]
+
+
+def test_lock_states_work_on_a_root_whose_current_is_broken(capsys, tmp_path):
+    root = tmp_path / "app"
+    (root / "current").mkdir(parents=True)  # not a symlink: staging and activating refuse this root
+    locked = run_module(capsys, {"root": str(root), "state": "locked", "release_id": "r1", "holder": "ops"})
+    assert locked["changed"] and locked["lock"]["release_id"] == "r1"
+    refused = run_module(capsys, {"root": str(root), "state": "active", "artifact": "app-1.1.0", "release_id": "r1"})
+    assert refused["failed"] and "is not a symlink" in refused["msg"]
+    unlocked = run_module(capsys, {"root": str(root), "state": "unlocked", "release_id": "r1"})
+    assert unlocked["changed"] and unlocked["lock"] is None
+
+
+def test_another_release_lock_stops_every_state_that_changes_the_root(capsys, tmp_path):
+    root = tmp_path / "app"
+    run_module(capsys, {"root": str(root), "state": "locked", "release_id": "r1"})
+    for state in ("staged", "active", "pruned"):
+        result = run_module(capsys, {"root": str(root), "state": state, "artifact": "app-1.1.0", "release_id": "r2",
+                                     "src": str(tmp_path / "a.tar.gz"), "verify_checksum": False})
+        assert result["failed"] and "locked by release 'r1'" in result["msg"], state
+    assert run_module(capsys, {"root": str(root), "release_id": "r2"})["lock"]["release_id"] == "r1"
