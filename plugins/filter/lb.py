@@ -74,6 +74,30 @@ def lb_ready_members(snapshot: Any) -> list[str]:
     return [m["name"] for m in pools[0].get("members") or [] if m["name"] in common]
 
 
+def lb_names(hostvars: Any, hosts: Any, kind: str) -> dict[str, Any]:
+    """How the LBs of ``kind`` in each host's ``rollout_lbs`` name the hosts: their pool, and host → member.
+
+    For the queries that select an LB's own series (HAProxy's exporter labels its series with the
+    backend and the server name, which need not be the inventory names).
+    """
+    if not isinstance(hosts, (list, tuple)):
+        raise AnsibleFilterError(f"lb_names: hosts must be a list of host names, got {type(hosts).__name__}")
+    pools: list[str] = []
+    members: dict[str, str] = {}
+    for host in hosts:
+        try:
+            lbs = (hostvars[host] or {}).get("rollout_lbs") or []
+        except KeyError:
+            raise AnsibleFilterError(f"lb_names: {host!r} is not a host of the inventory") from None
+        for lb in lbs:
+            if isinstance(lb, dict) and (lb.get("kind") or lb.get("backend")) == kind:
+                if lb.get("pool") and lb["pool"] not in pools:
+                    pools.append(str(lb["pool"]))
+                if lb.get("member") and host not in members:
+                    members[str(host)] = str(lb["member"])
+    return {"pool": pools[0] if pools else None, "pools": pools, "members": members}
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"lb_lost_members": lb_lost_members, "lb_ready_members": lb_ready_members}
+        return {"lb_lost_members": lb_lost_members, "lb_ready_members": lb_ready_members, "lb_names": lb_names}

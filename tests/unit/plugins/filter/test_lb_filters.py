@@ -63,4 +63,23 @@ def test_ready_members_on_every_endpoint():
 
 
 def test_registered_names():
-    assert set(FilterModule().filters()) == {"lb_lost_members", "lb_ready_members"}
+    assert set(FilterModule().filters()) == {"lb_lost_members", "lb_ready_members", "lb_names"}
+
+
+def test_lb_names_reads_each_hosts_lb_set():
+    from ansible_collections.sre.rollout.plugins.filter.lb import lb_names
+
+    def lbs(server, address):
+        return [{"name": "haproxy", "kind": "haproxy", "pool": "be_shop", "member": server},
+                {"name": "nginx", "kind": "nginx", "pool": "shop_up", "member": address}]
+    hostvars = {"web01": {"rollout_lbs": lbs("shop-a1", "10.0.0.1:8080")},
+                "web02": {"rollout_lbs": lbs("shop-a2", "10.0.0.2:8080")},
+                "web03": {"rollout_lbs": [{"backend": "haproxy", "pool": "be_old", "member": "old-3"}]},
+                "web04": {}}
+    assert lb_names(hostvars, ["web01", "web02"], "haproxy") == {
+        "pool": "be_shop", "pools": ["be_shop"], "members": {"web01": "shop-a1", "web02": "shop-a2"}}
+    assert lb_names(hostvars, ["web02"], "nginx")["members"] == {"web02": "10.0.0.2:8080"}
+    assert lb_names(hostvars, ["web01", "web03"], "haproxy")["pools"] == ["be_shop", "be_old"]
+    assert lb_names(hostvars, ["web04"], "haproxy") == {"pool": None, "pools": [], "members": {}}
+    with pytest.raises(AnsibleFilterError, match="'web09' is not a host"):
+        lb_names(hostvars, ["web09"], "haproxy")
