@@ -14,7 +14,6 @@ together: one drain deadline for all, one warm-up schedule for all.
 
 from __future__ import annotations
 
-import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager, nullcontext
@@ -29,6 +28,7 @@ from ansible_collections.sre.rollout.plugins.module_utils._nginx import (
     LuaBalancer, NginxInstance, as_lua_member, as_member, connection_counts, find_lua_member, find_server, probe,
     still_running,
 )
+from ansible_collections.sre.rollout.plugins.module_utils._vocab import parse_quantity
 
 TARGET_STATE = {"drained": "maint", "disabled": "maint", "enabled": "ready"}
 
@@ -45,24 +45,6 @@ COMMON_ARGUMENT_SPEC = dict(
 )
 NGINX_KEYS = ("upstream_file", "conf", "prefix", "pidfile", "binary", "mode", "admin_url")
 NGINX_MODES = ("reload", "lua")
-
-
-def parse_quantity(value: Any, total: int, what: str = "min_ready") -> int:
-    """``2`` → 2; ``'50%'`` → half of ``total``, rounded up."""
-    text = str(value).strip()
-    try:
-        if text.endswith("%"):
-            percent = float(text[:-1])
-            if not 0 <= percent <= 100:
-                raise ValueError(text)
-            return math.ceil(total * percent / 100 - 1e-9)
-        count = int(text)
-        if count < 0:
-            raise ValueError(text)
-        return count
-    except ValueError:
-        raise RolloutError(f"{what} {value!r} must be a count such as 2 or a percentage such as '50%'",
-                           **{what: value}) from None
 
 
 def ready_names(members: list[dict[str, Any]]) -> list[str]:
