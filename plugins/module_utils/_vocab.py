@@ -45,9 +45,9 @@ def _name_ok(pattern: re.Pattern, value: Any) -> bool:
     return isinstance(value, str) and bool(pattern.match(value)) and ".." not in value
 
 
-def _hint(value: Any) -> str:
+def _hint(value: Any, why: str = "cannot be staged") -> str:
     if isinstance(value, str) and "~" in value:
-        return f" ('~' cannot be staged: write {value.replace('~', '-')!r})"
+        return f" ('~' {why}: write {value.replace('~', '-')!r})"
     return ""
 
 
@@ -91,7 +91,7 @@ def artifact_refusal(value: Any, what: str = "artifact name") -> str:
 def release_id_refusal(value: Any, what: str = "release id") -> str:
     if is_release_id(value):
         return ""
-    return (f"invalid {what} {value!r}{_hint(value)}: use {RELEASE_ID_CHARS} (at most {RELEASE_ID_MAX}), "
+    return (f"invalid {what} {value!r}{_hint(value, 'is not allowed')}: use {RELEASE_ID_CHARS} (at most {RELEASE_ID_MAX}), "
             "starting with a letter or digit, without '..', e.g. '2024-05-01-app-1.1.0'")
 
 

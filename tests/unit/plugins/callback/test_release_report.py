@@ -519,6 +519,44 @@ def test_rollback_reason_from_the_playbooks_host_outcomes():
         {"host": "web04", "outcome": "rolled_back", "reason": "Swap | start: rc 1"}]
 
 
+def test_rollbacks_are_the_outcomes_the_role_recorded_never_guessed_from_words():
+    hosts = [{"host": "web01", "outcome": "released", "failure": {"msg": "restored the config first"}},
+             {"host": "web02", "outcome": "not touched"},
+             {"host": "web03", "outcome": "rollback pending"},  # not an outcome name: not a rollback
+             {"host": "web04", "outcome": "rolled_back", "failure": {"msg": "/health 503"}}]
+    run = {"run_id": "1", "playbooks": ["release.yml"], "t_start": 1.0, "t_end": 2.0,
+           "stats": {"web01": {"ok": 1, "rescued": 1}, "web04": {"ok": 1}, "web05": {"ok": 1, "rescued": 1}},
+           "custom": {"rollout_out_hosts": hosts, "rollout_out_result": "failed"}, "events": []}
+    timeline = build_timeline("r", [run])
+    # web01 recorded released: its rescue was not a rollback; web05 recorded nothing: its rescue is listed as such
+    assert timeline["rollbacks"] == [{"host": "web04", "outcome": "rolled_back", "reason": "/health 503"},
+                                     {"host": "web05", "outcome": "rescued", "reason": "a rescue block ran"}]
+    assert timeline["result"] == "failed"
+
+
+@pytest.mark.parametrize("custom, stats, playbook, expected", [
+    ({"rollout_out_result": "paused"}, {"web01": {"failures": 1}}, "release.yml", "paused"),  # as the role judged
+    ({"rollout_out_result": "success"}, {"web01": {"rescued": 1}}, "release.yml", "success"),
+    ({"rollout_out_hosts": [{"host": "web01", "outcome": "timed_out"}]}, {"web01": {"ok": 1}}, "canary.yml", "failed"),
+    ({"rollout_out_hosts": [{"host": "web01", "outcome": "rolled_back"}]}, {"web01": {"ok": 1}}, "rollback.yml",
+     "success"),
+    ({"rollout_out_hosts": [{"host": "web01", "outcome": "released", "lock": "held"}]}, {"web01": {"ok": 1}},
+     "release.yml", "failed"),
+])
+def test_a_run_the_role_did_not_judge_is_judged_by_the_same_verdict(custom, stats, playbook, expected):
+    run = {"run_id": "1", "playbooks": [playbook], "t_start": 1.0, "t_end": 2.0, "stats": stats, "custom": custom,
+           "events": []}
+    assert build_timeline("r", [run])["result"] == expected
+
+
+@pytest.mark.parametrize("status, css", [("released", "ok"), ("skipped", "ok"), ("rolled_back", "rolled-back"),
+                                         ("rescued", "rescued"), ("timed_out", "failed"), ("unreachable", "unreachable"),
+                                         ("failed", "failed"), ("success", "success"), ("paused", "other"),
+                                         ("rollback pending", "other"), ("restored", "other")])
+def test_badges_follow_the_outcome_names(status, css):
+    assert release_report._css_class(status) == css
+
+
 @pytest.mark.parametrize("value, expected", [
     ({"web01": "released", "web02": {"status": "rolled back", "reason": "x"}},
      {"web01": {"outcome": "released"}, "web02": {"status": "rolled back", "reason": "x", "outcome": "rolled back"}}),
