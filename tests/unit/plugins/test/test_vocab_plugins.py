@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.sre.rollout.plugins.filter.vocab import FilterModule, vocab_refusal
@@ -22,9 +23,11 @@ TESTS = vocab_tests.TestModule().tests()
 def test_the_plugins_are_registered_under_their_documented_names():
     assert set(TESTS) == {"release_id", "version", "artifact_name", "app_name"}
     assert set(FilterModule().filters()) == {"vocab_refusal"}
-    for name in TESTS:
-        assert (REPO / "plugins" / "test" / f"{name}.yml").is_file()
-    assert (REPO / "plugins" / "filter" / "vocab_refusal.yml").is_file()
+    docs = [REPO / "plugins" / "test" / f"{name}.yml" for name in TESTS] + [REPO / "plugins" / "filter" / "vocab_refusal.yml"]
+    for path in docs:
+        doc = yaml.safe_load(path.read_text())["DOCUMENTATION"]
+        assert doc["name"] == path.stem
+        assert all(isinstance(line, str) for line in doc["description"]), path  # no "key: value" slipped in
 
 
 @pytest.mark.parametrize("test, good, bad", [
