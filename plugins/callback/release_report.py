@@ -21,17 +21,18 @@ description:
   - The release id is C(rollout_out_release_id) from C(ansible.builtin.set_stats), else from the
     extra vars (C(rollout_release_id), C(rollout_out_release_id)), else (only with
     O(require_release_id=false)) C(run-<timestamp>). Characters
-    other than letters, digits, dot, underscore, colon, plus and dash become C(_) in the
-    directory name.
-  - The result is C(rollout_out_result) from C(set_stats) when the playbooks set one (C(failed)
-    with rolled back hosts reads C(rolled back)); otherwise C(failed) or C(rolled back) when the
-    latest run of a playbook failed (rolled back when a host was rolled back - a C(rollout_out_hosts)
-    outcome naming a rollback, or a rescue that ran), C(rolled back) for a successful
-    C(rollback*.yml) playbook, else C(success).
+    other than those of a release id (letters, digits, dot, underscore, colon, at, plus and dash)
+    become C(_) in the directory name.
+  - The result is the one the release role judged, C(rollout_out_result) from C(set_stats)
+    (C(success), C(paused) or C(failed), as in the ledger), shown as it is. A run that ended before
+    the role judged it (no finalize) is judged by the same rule from the host outcomes the role
+    recorded (C(rollout_out_hosts)) and whether the latest run of a playbook failed.
+  - Rolled back hosts are those whose recorded outcome is C(rolled_back); a host with no recorded
+    outcome whose rescue block ran is listed as C(rescued). Outcomes are never guessed from other words.
   - The phases of a release can run as separate playbooks (AWX workflow nodes). Each run is
     kept in C(<report_dir>/<release_id>/runs/) and the timeline and report cover every run of
     the same release id on this controller.
-  - C(timeline.json) holds C(release_id), C(result) (success, failed or rolled back), C(app),
+  - C(timeline.json) holds C(release_id), C(result) (success, paused or failed), C(app),
     C(version), C(operator), C(checker), C(events) (one per host and task), C(batches),
     C(rollbacks), C(stats) per host, C(runs), C(custom) (the run-wide C(set_stats) data, such as
     C(rollout_out_plan), C(rollout_out_canary), C(rollout_out_hosts)) and C(custom_per_host).
@@ -100,15 +101,14 @@ from typing import Any, Iterable, Mapping
 from ansible import context
 from ansible.plugins.callback import CallbackBase
 
+from ansible_collections.sre.rollout.plugins.module_utils import _outcome, _vocab
 from ansible_collections.sre.rollout.plugins.module_utils._common import atomic_write
 from ansible_collections.sre.rollout.plugins.module_utils._plan import plan_rows, plan_summary
 
 SCHEMA_VERSION = 1
 MAX_MSG = 4000
 NO_LOG_MSG = "the output has been hidden due to no_log: true"
-_UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._:+-]+")
-_ROLLBACK_WORDS = ("roll", "restor", "revert")
-_OK_OUTCOMES = ("ok", "success", "succeeded", "released", "done", "skipped", "unchanged", "resumed")
+RESCUED = "rescued"  # no outcome recorded for the host, but Ansible ran one of its rescue blocks
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -142,8 +142,7 @@ def _truncate(text: str, limit: int = MAX_MSG) -> str:
 
 def safe_release_id(release_id: Any) -> str:
     """A release id usable as one directory name: no separators, no leading dot."""
-    cleaned = _UNSAFE_ID_CHARS.sub("_", _text(release_id).strip()).lstrip(".")[:128]
-    return cleaned
+    return _vocab.release_id_dirname(release_id)
 
 
 def failure_message(result: Mapping[str, Any]) -> str:
@@ -320,22 +319,18 @@ def normalize_host_outcomes(value: Any) -> dict[str, dict[str, Any]]:
     return result
 
 
-def _is_rollback(outcome: Any) -> bool:
-    text = _text(outcome).lower()
-    return any(word in text for word in _ROLLBACK_WORDS)
-
-
 def rollbacks_of(runs: list[Mapping[str, Any]], host_outcomes: Mapping[str, Mapping[str, Any]]
                  ) -> list[dict[str, Any]]:
-    """Hosts that were rolled back, and why: from rollout_hosts, else a rescue that ran."""
+    """Hosts that were rolled back, and why: those the role recorded as rolled_back (rollout_hosts);
+    a host with no recorded outcome whose rescue block ran is listed as rescued."""
     found: dict[str, dict[str, Any]] = {}
     for host, entry in host_outcomes.items():
-        if _is_rollback(entry.get("outcome")):
-            found[host] = {"host": host, "outcome": _text(entry.get("outcome")), "reason": _outcome_reason(entry)}
+        if entry.get("outcome") == _vocab.ROLLED_BACK:
+            found[host] = {"host": host, "outcome": _vocab.ROLLED_BACK, "reason": _outcome_reason(entry)}
     for run in runs:
         for host, counts in run.get("stats", {}).items():
-            if counts.get("rescued", 0) and host not in found:
-                found[host] = {"host": host, "outcome": "rescued", "reason": ""}
+            if counts.get("rescued", 0) and host not in host_outcomes:
+                found[host] = {"host": host, "outcome": RESCUED, "reason": ""}
     for item in found.values():
         if not item["reason"]:
             item["reason"] = _first_failure(runs, item["host"]) or "a rescue block ran"
@@ -361,23 +356,20 @@ def _first_failure(runs: Iterable[Mapping[str, Any]], host: str) -> str | None:
 
 
 def release_result(runs: list[Mapping[str, Any]], custom: Mapping[str, Any],
-                   rollbacks: list[Mapping[str, Any]]) -> str:
-    """success, failed or rolled back - judged on the latest run of each playbook.
-
-    A ``rollout_result`` set by the playbooks wins, except that "failed" with
-    hosts rolled back reads "rolled back".
-    """
+                   host_outcomes: Mapping[str, Mapping[str, Any]]) -> str:
+    """The result the role judged (``rollout_result``), as it is; for runs that ended before the
+    role judged them, the same judge (``_outcome.release_verdict``) on the recorded host outcomes,
+    halted when the latest run of a playbook failed."""
     explicit = output(custom, "result")
     if isinstance(explicit, str) and explicit.strip():
-        return "rolled back" if explicit.strip() == "failed" and rollbacks else explicit.strip()
+        return explicit.strip()
     latest: dict[tuple[str, ...], Mapping[str, Any]] = {}
     for run in runs:
         latest[tuple(run.get("playbooks", []))] = run
     failed = any(run_failed(run) for run in latest.values())
     rollback_playbook = any(p.startswith("rollback") for run in runs for p in run.get("playbooks", []))
-    if failed:
-        return "rolled back" if rollbacks else "failed"
-    return "rolled back" if rollback_playbook else "success"
+    return _outcome.release_verdict(host_outcomes.values(), halted=failed,
+                                    mode="rollback" if rollback_playbook else "release")
 
 
 def host_status(runs: list[Mapping[str, Any]], rollbacks: list[Mapping[str, Any]]) -> dict[str, str]:
@@ -393,7 +385,7 @@ def host_status(runs: list[Mapping[str, Any]], rollbacks: list[Mapping[str, Any]
                 status[host] = "ok"
     for item in rollbacks:
         if status.get(item["host"]) != "ok":
-            status[item["host"]] = "rolled back"
+            status[item["host"]] = item["outcome"]
     return status
 
 
@@ -434,7 +426,7 @@ def build_timeline(release_id: str, runs: list[Mapping[str, Any]]) -> dict[str, 
     t_end = max((r["t_end"] for r in runs), default=None)
     return {
         "schema_version": SCHEMA_VERSION, "release_id": release_id, "generated_at": _iso(_now()),
-        "result": release_result(runs, custom, rollbacks),
+        "result": release_result(runs, custom, outcomes),
         "app": pick("rollout_app"), "version": pick("rollout_version"), "artifact": pick("rollout_artifact"),
         "operator": pick("rollout_operator"), "checker": pick("rollout_checker"),
         "started": _iso(t_start), "ended": _iso(t_end),
@@ -474,13 +466,13 @@ def _e(value: Any) -> str:
 
 def _css_class(status: str) -> str:
     status = _text(status).lower()
-    if status in ("success", "ok", "failed", "unreachable", "rescued"):
+    if status in (_vocab.SUCCESS, "ok", _vocab.FAILED, _vocab.UNREACHABLE, RESCUED):
         return status
-    if status in ("pass", "passed", "healthy", "released"):
+    if status in _vocab.OK_OUTCOMES or status in ("pass", "passed", "healthy"):
         return "ok"
-    if status in ("fail", "error", "unhealthy"):
+    if status == _vocab.TIMED_OUT or status in ("fail", "error", "unhealthy"):
         return "failed"
-    return "rolled-back" if _is_rollback(status) else "other"
+    return "rolled-back" if status == _vocab.ROLLED_BACK else "other"
 
 
 def _badge(status: Any) -> str:

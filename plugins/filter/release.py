@@ -150,14 +150,8 @@ def _action(record: Mapping[str, Any], release_id: str, command: str) -> str:
 
 def release_verdict(records: Iterable[Mapping[str, Any]], halted: bool = False, paused: bool = False,
                     lost: Iterable[Any] = (), mode: str = "release") -> str:
-    """failed | paused | success, from the host records and the run's halt flags."""
-    records = list(records)
-    outcomes = [r.get("outcome") for r in records]
-    bad = set(_outcome.FAILED_OUTCOMES) - ({"rolled_back"} if mode == "rollback" else set())
-    left_locked = any(r.get("lock") == "held" for r in records)  # finalize could not reach it
-    if halted or list(lost) or left_locked or any(o in bad for o in outcomes):
-        return "failed"
-    return "paused" if paused else "success"
+    """failed | paused | success, from the host records and the run's halt flags (``_outcome``)."""
+    return _outcome.release_verdict(records, halted=halted, paused=paused, lost=lost, mode=mode)
 
 
 def count_outcomes(records: Iterable[Mapping[str, Any]]) -> dict[str, int]:

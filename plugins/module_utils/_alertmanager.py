@@ -28,6 +28,7 @@ from urllib.parse import quote, urlencode
 
 from ansible.module_utils.urls import open_url
 from ansible_collections.sre.rollout.plugins.module_utils._common import RolloutError
+from ansible_collections.sre.rollout.plugins.module_utils._vocab import validate_release_id
 
 DEFAULT_DURATION = 3600.0
 DEFAULT_MAX_DURATION = 24 * 3600.0
@@ -38,7 +39,6 @@ BODY_EXCERPT = 500
 
 _LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MATCHER_STRING = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$", re.DOTALL)
-_RELEASE_ID = re.compile(r"^[^\s\[\]]+$")
 _RELEASE_TAG = re.compile(r"^\[sre\.rollout release=([^\s\[\]]+)\]")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -271,10 +271,8 @@ def release_tag(release_id: str | None) -> str:
 
 def check_release_id(release_id: str | None) -> str | None:
     """The release id (None when empty); it must fit in the comment's tag."""
-    if release_id and not _RELEASE_ID.match(release_id):
-        raise AlertmanagerError(
-            f"release_id {release_id!r} must be one word without spaces or brackets, e.g. 2030-01-31-app-1.1.0"
-        )
+    if release_id:
+        validate_release_id(release_id, "release_id", AlertmanagerError)
     return release_id or None
 
 

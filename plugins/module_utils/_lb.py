@@ -15,7 +15,6 @@ all of them under one drain deadline, and reports per LB.
 
 from __future__ import annotations
 
-import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -25,6 +24,7 @@ from typing import Any, Callable, Iterator
 from ansible_collections.sre.rollout.plugins.module_utils import _haproxy, _nginx
 from ansible_collections.sre.rollout.plugins.module_utils._common import RolloutError
 from ansible_collections.sre.rollout.plugins.module_utils._lbtypes import Driver, Kind, LBSpec, is_ready
+from ansible_collections.sre.rollout.plugins.module_utils._vocab import parse_quantity
 
 # The registry of LB kinds: adding a kind is one line here (and its client module with its driver).
 KINDS: dict[str, Kind] = {kind.name: kind for kind in (_haproxy.KIND, _nginx.KIND)}
@@ -67,24 +67,6 @@ COMMON_MODULE_KWARGS = dict(
 )
 # The single-LB form's kind options: nginx_<option> for the nginx kind's options.
 _SINGLE_FORM_OPTIONS = ("conf", "prefix", "pidfile", "binary", "mode", "admin_url")
-
-
-def parse_quantity(value: Any, total: int, what: str = "min_ready") -> int:
-    """``2`` → 2; ``'50%'`` → half of ``total``, rounded up."""
-    text = str(value).strip()
-    try:
-        if text.endswith("%"):
-            percent = float(text[:-1])
-            if not 0 <= percent <= 100:
-                raise ValueError(text)
-            return math.ceil(total * percent / 100 - 1e-9)
-        count = int(text)
-        if count < 0:
-            raise ValueError(text)
-        return count
-    except ValueError:
-        raise RolloutError(f"{what} {value!r} must be a count such as 2 or a percentage such as '50%'",
-                           **{what: value}) from None
 
 
 def ready_names(members: list[dict[str, Any]]) -> list[str]:

@@ -10,7 +10,9 @@ written once. Pure functions over a ``get(name)`` callable, unit-tested without 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
+
+from ansible_collections.sre.rollout.plugins.module_utils import _vocab
 
 # The states a host goes through in its swap, in order, and the variable the step that reaches
 # each one registers. Steps run by an included role (stop, start) register nothing of their own:
@@ -28,15 +30,12 @@ SWAP_STEPS: tuple[tuple[str, str | None], ...] = (
 STEP_NAMES = tuple(step[0] for step in SWAP_STEPS)
 NO_STEP = "none"  # nothing of the swap completed: the host stopped before its silence
 
-# Outcomes. A host the swap left serving the target (or already on it) is "released" or
-# "skipped"; "rolled_back" went back to its previous artifact and serves again; "failed" could
-# not be restored and is out of traffic; "timed_out" hit a step timeout (``restored`` says
-# whether it serves again); "unreachable" dropped out mid-swap and is left as it was - out of
-# traffic once drained, silenced, locked; "not touched" was never swapped (the release halted
-# before it); "excluded" was left out by preflight.
-OK_OUTCOMES = ("released", "skipped")
-FAILED_OUTCOMES = ("rolled_back", "failed", "timed_out", "unreachable")
-OUTCOMES = OK_OUTCOMES + FAILED_OUTCOMES + ("not touched", "excluded", "unknown")
+# The outcome names (released, skipped, rolled_back, failed, timed_out, unreachable, not touched,
+# excluded) and the release results are the vocabulary's; re-exported here for the swap's rules.
+OK_OUTCOMES = _vocab.OK_OUTCOMES
+FAILED_OUTCOMES = _vocab.FAILED_OUTCOMES
+OUTCOMES = _vocab.OUTCOMES
+RESULTS = _vocab.RESULTS
 
 # Registered results whose "unreachable" flag tells that a host was lost mid-swap, including
 # those of the steps run by the app_service role.
@@ -94,11 +93,11 @@ def outcome_from_history(history: list[Mapping[str, Any]]) -> str:
     """Outcome of a host from its state file's history entries of one release (a phase run alone)."""
     switches = [h for h in history if h.get("action") in ("activate", "rollback")]
     if not switches:
-        return "not touched"
+        return _vocab.NOT_TOUCHED
     last = switches[-1]
     if last.get("action") == "rollback":
-        return "rolled_back"
-    return "released" if last.get("outcome", "ok") == "ok" else str(last.get("outcome") or "unknown")
+        return _vocab.ROLLED_BACK
+    return _vocab.RELEASED if last.get("outcome", "ok") == "ok" else str(last.get("outcome") or _vocab.UNKNOWN)
 
 
 def host_outcome(get: Getter) -> dict[str, Any]:
@@ -110,16 +109,30 @@ def host_outcome(get: Getter) -> dict[str, Any]:
         outcome = str(explicit)
         step = (failure or {}).get("step") if isinstance(failure, Mapping) else None
         if step is None:
-            step = STEP_NAMES[-1] if outcome in OK_OUTCOMES + ("rolled_back",) else last_step(get)
-        if outcome == "skipped":
+            step = STEP_NAMES[-1] if outcome in OK_OUTCOMES + (_vocab.ROLLED_BACK,) else last_step(get)
+        if outcome == _vocab.SKIPPED:
             step = NO_STEP
         return {"outcome": outcome, "last_step": step, "failure": failure,
-                "restored": outcome in ("rolled_back",) or bool(get("_swap_restored"))}
+                "restored": outcome == _vocab.ROLLED_BACK or bool(get("_swap_restored"))}
     if dropped(get):
-        kind = "unreachable" if lost_contact(get) else "failed"
+        kind = _vocab.UNREACHABLE if lost_contact(get) else _vocab.FAILED
         step = (failure or {}).get("step") if isinstance(failure, Mapping) and restoring else last_step(get)
         where = "during its restore" if restoring else "during its swap"
         return {"outcome": kind, "last_step": step, "restored": False,
                 "failure": failure or {"task": f"lost {where}", "kind": kind,
                                        "msg": f"the host dropped out of the play {where} after step '{step}'"}}
     return {"outcome": "", "last_step": NO_STEP, "failure": failure, "restored": False}
+
+
+def release_verdict(records: Iterable[Mapping[str, Any]], halted: bool = False, paused: bool = False,
+                    lost: Iterable[Any] = (), mode: str = "release") -> str:
+    """The one judge of a release: failed | paused | success (``_vocab.RESULTS``), from the host
+    records (their ``outcome`` and ``lock``) and the run's halt flags. Finalize writes this word to
+    the ledger and ``rollout_out_result``; the report shows it as it is."""
+    records = list(records)
+    outcomes = [r.get("outcome") for r in records]
+    bad = set(FAILED_OUTCOMES) - ({_vocab.ROLLED_BACK} if mode == "rollback" else set())
+    left_locked = any(r.get("lock") == "held" for r in records)  # finalize could not reach it
+    if halted or list(lost) or left_locked or any(o in bad for o in outcomes):
+        return _vocab.FAILED
+    return _vocab.PAUSED if paused else _vocab.SUCCESS

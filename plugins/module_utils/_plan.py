@@ -22,20 +22,19 @@ The rules (DESIGN.md section 1):
 from __future__ import annotations
 
 import heapq
-import math
 import re
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from ansible_collections.sre.rollout.plugins.module_utils._common import RolloutError
+from ansible_collections.sre.rollout.plugins.module_utils._vocab import parse_quantity_counted
 
 UNZONED = "unzoned"
 MAX_CANARY = 2
 ORDERS = ("inventory", "reverse_inventory", "sorted", "reverse_sorted")
 TABLE_MAX_NAMES = 10
 
-_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 _INTEGER = re.compile(r"^\s*(\d+)\s*$")
 _NATURAL = re.compile(r"(\d+)")
 
@@ -86,27 +85,9 @@ def parse_count(value: Any, pool: int, option: str, round_up: bool) -> tuple[int
     """An absolute count from ``N`` or ``"NN%"`` of the pool; returns ``(count, was_percent)``.
 
     Percentages round down for step sizes (like Ansible's ``serial``, at least 1)
-    and up for ``min_ready`` (a minimum is never rounded away).
+    and up for ``min_ready`` (a minimum is never rounded away): the rule of ``_vocab``.
     """
-    if _is_int(value):
-        if value < 0:
-            raise PlanError(f"{option} must not be negative (got {value}).", option=option)
-        return value, False
-    if isinstance(value, str):
-        match = _INTEGER.match(value)
-        if match:
-            return int(match.group(1)), False
-        match = _PERCENT.match(value)
-        if match:
-            percent = float(match.group(1))
-            exact = pool * percent / 100.0
-            count = math.ceil(exact - 1e-9) if round_up else math.floor(exact + 1e-9)
-            if not round_up and percent > 0:
-                count = max(count, 1)
-            return count, True
-    raise PlanError(
-        f"{option} must be a whole number of hosts or a percentage of the pool such as '25%' "
-        f"(got {value!r}).", option=option)
+    return parse_quantity_counted(value, pool, option, round_up, PlanError)
 
 
 def normalize_hosts(hosts: Sequence[Any], zones: Mapping[str, Any] | None = None) -> list[Host]:

@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass
 from typing import IO, Any, Callable, Optional
 
+from ansible_collections.sre.rollout.plugins.module_utils import _vocab
 from ansible_collections.sre.rollout.plugins.module_utils._common import (
     RolloutError,
     atomic_symlink,
@@ -50,8 +51,6 @@ HISTORY_LIMIT = 200
 CHUNK = 1024 * 1024
 WORK_PREFIXES = (".tmp-", ".staging-", ".trash-")
 
-_ARTIFACT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
-_RELEASE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 # An opener returns (readable binary stream, size in bytes or None when unknown).
@@ -66,21 +65,13 @@ class ReleaseStateError(RolloutError):
 
 
 def validate_artifact(name: Any) -> str:
-    """An artifact name is one path component: letters, digits, ``._+-``; never ``..``."""
-    if not isinstance(name, str) or not _ARTIFACT_RE.match(name) or ".." in name:
-        raise ReleaseStateError(
-            f"invalid artifact name {name!r}: use one name such as 'app-1.1.0' made of letters, digits "
-            "and '._+-', starting with a letter or digit, without '/' or '..'", artifact=name)
-    return name
+    """An artifact name is one path component: the rule of ``_vocab``."""
+    return _vocab.validate_artifact(name, error=ReleaseStateError)
 
 
 def validate_release_id(release_id: Any) -> str:
-    """The one check of a release id here (app_release and the lock use it)."""
-    if not isinstance(release_id, str) or not _RELEASE_ID_RE.match(release_id) or ".." in release_id:
-        raise ReleaseStateError(
-            f"invalid release id {release_id!r}: use letters, digits and '._:@+-' (at most 128), "
-            "e.g. '2024-05-01-app-1.1.0'", release_id=release_id)
-    return release_id
+    """The one check of a release id here (app_release and the lock use it): the rule of ``_vocab``."""
+    return _vocab.validate_release_id(release_id, error=ReleaseStateError)
 
 
 def validate_relative_path(path: str, what: str) -> str:
@@ -357,7 +348,7 @@ class ReleaseRoot:
         out = {}
         for name in sorted(names):
             path = os.path.join(self.releases_dir, name)
-            if name.startswith(".") or not _ARTIFACT_RE.match(name) or ".." in name:
+            if not _vocab.is_artifact_name(name):
                 continue
             if os.path.isdir(path) and not os.path.islink(path):
                 out[name] = os.path.isfile(os.path.join(path, MARKER))

@@ -74,7 +74,8 @@ options:
   release_id:
     description:
       - The release the silence belongs to; part of the identity, written at the start of the comment as
-        C([sre.rollout release=<id>]). One word, no spaces or brackets.
+        C([sre.rollout release=<id>]). Letters, digits and C(._:@+-), starting with a letter or
+        digit, without C(..), at most 128.
       - Without it, the identity only matches silences whose comment carries no release tag.
     type: str
   comment:

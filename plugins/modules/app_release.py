@@ -118,6 +118,7 @@ options:
   release_id:
     description:
       - Identifier of the release run, recorded in the history and in the lock. Required with O(state=locked).
+      - Letters, digits and C(._:@+-), starting with a letter or digit, without C(..), at most 128.
     type: str
   holder:
     description: Who holds the lock (operator, controller), recorded with O(state=locked).

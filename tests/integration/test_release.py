@@ -164,6 +164,8 @@ def test_interrupted_release_resumes(fresh):
 BAD_INPUTS = {
     "batch of 50%": ({"rollout_version": "1.1.0", "rollout_batch_size": 3}, "50%"),
     "unknown artifact": ({"rollout_version": "9.9.9"}, "Unknown artifact app-9.9.9"),
+    "version the hosts cannot stage": ({"rollout_version": "1.2.0~rc1"},
+                                       "invalid rollout_version '1.2.0~rc1' ('~' cannot be staged"),
     "checksum mismatch": ({"rollout_version": "1.1.0", "rollout_checksum": "sha256:" + "0" * 64}, "checksum"),
     "missing LB socket": ({"rollout_version": "1.1.0", "rollout_lbs": [
         {"name": "haproxy", "kind": "haproxy", "endpoints": ["/nonexistent/haproxy.sock"], "pool": "app",

@@ -265,13 +265,13 @@ def test_release_writes_timeline_and_report(tmp_path):
 
     timeline = read_timeline(tmp_path, "rel-1")
     assert timeline["release_id"] == "rel-1"
-    assert timeline["result"] == "rolled back"
+    assert timeline["result"] == "failed"  # the judge's word, as in the ledger; the rollback is listed below
     assert (timeline["app"], timeline["version"]) == ("app", "1.1.0")
     assert (timeline["operator"], timeline["checker"]) == ("alice", "bob")
     assert timeline["custom"]["rollout_plan"] == PLAN
     assert timeline["custom"]["rollout_canary"]["verdict"] == "pass"
     assert timeline["stats"]["web03"]["rescued"] == 1
-    assert timeline["host_status"] == {"web01": "ok", "web02": "ok", "web03": "rolled back"}
+    assert timeline["host_status"] == {"web01": "ok", "web02": "ok", "web03": "rolled_back"}
     assert timeline["rollbacks"] == [{"host": "web03", "outcome": "rolled_back",
                                       "reason": "wait healthy: /health 503"}]
     assert len(timeline["runs"]) == 1 and timeline["runs"][0]["playbooks"] == ["release.yml"]
@@ -475,7 +475,7 @@ def test_runs_of_the_same_release_are_merged(tmp_path):
 
 
 def test_a_failed_run_resumed_by_a_successful_rerun_is_a_success(tmp_path):
-    make_and_drive = [(True, "rolled back"), (False, "success")]
+    make_and_drive = [(True, "failed"), (False, "success")]
     for web03_fails, expected in make_and_drive:
         drive_release(make_callback(tmp_path), {"_run": {"rollout_release_id": "rel-r"}}, web03_fails=web03_fails)
         assert read_timeline(tmp_path, "rel-r")["result"] == expected
@@ -493,8 +493,8 @@ def test_result_rules():
     rescued = {"web01": {"failures": 1, "rescued": 1}}
     assert build_timeline("r", [run("release.yml", ok, 1)])["result"] == "success"
     assert build_timeline("r", [run("release.yml", failed, 1)])["result"] == "failed"
-    assert build_timeline("r", [run("release.yml", rescued, 1)])["result"] == "rolled back"
-    assert build_timeline("r", [run("rollback.yml", ok, 1)])["result"] == "rolled back"
+    assert build_timeline("r", [run("release.yml", rescued, 1)])["result"] == "failed"
+    assert build_timeline("r", [run("rollback.yml", ok, 1)])["result"] == "success"
     assert build_timeline("r", [run("canary.yml", failed, 1), run("finalize.yml", ok, 2)])["result"] == "failed"
     explicit = run("release.yml", ok, 1)
     explicit["custom"] = {"rollout_result": "paused"}
@@ -502,7 +502,7 @@ def test_result_rules():
     explicit["custom"] = {"rollout_result": "failed"}
     assert build_timeline("r", [explicit])["result"] == "failed"
     explicit["custom"] = {"rollout_result": "failed", "rollout_hosts": [{"host": "web01", "outcome": "rolled_back"}]}
-    assert build_timeline("r", [explicit])["result"] == "rolled back"
+    assert build_timeline("r", [explicit])["result"] == "failed"  # what the role judged, as it is
 
 
 def test_rollback_reason_from_the_playbooks_host_outcomes():
@@ -517,6 +517,44 @@ def test_rollback_reason_from_the_playbooks_host_outcomes():
         {"host": "web02", "outcome": "rolled_back", "reason": "/health never 200"},
         {"host": "web03", "outcome": "rolled_back", "reason": "drain timed out"},
         {"host": "web04", "outcome": "rolled_back", "reason": "Swap | start: rc 1"}]
+
+
+def test_rollbacks_are_the_outcomes_the_role_recorded_never_guessed_from_words():
+    hosts = [{"host": "web01", "outcome": "released", "failure": {"msg": "restored the config first"}},
+             {"host": "web02", "outcome": "not touched"},
+             {"host": "web03", "outcome": "rollback pending"},  # not an outcome name: not a rollback
+             {"host": "web04", "outcome": "rolled_back", "failure": {"msg": "/health 503"}}]
+    run = {"run_id": "1", "playbooks": ["release.yml"], "t_start": 1.0, "t_end": 2.0,
+           "stats": {"web01": {"ok": 1, "rescued": 1}, "web04": {"ok": 1}, "web05": {"ok": 1, "rescued": 1}},
+           "custom": {"rollout_out_hosts": hosts, "rollout_out_result": "failed"}, "events": []}
+    timeline = build_timeline("r", [run])
+    # web01 recorded released: its rescue was not a rollback; web05 recorded nothing: its rescue is listed as such
+    assert timeline["rollbacks"] == [{"host": "web04", "outcome": "rolled_back", "reason": "/health 503"},
+                                     {"host": "web05", "outcome": "rescued", "reason": "a rescue block ran"}]
+    assert timeline["result"] == "failed"
+
+
+@pytest.mark.parametrize("custom, stats, playbook, expected", [
+    ({"rollout_out_result": "paused"}, {"web01": {"failures": 1}}, "release.yml", "paused"),  # as the role judged
+    ({"rollout_out_result": "success"}, {"web01": {"rescued": 1}}, "release.yml", "success"),
+    ({"rollout_out_hosts": [{"host": "web01", "outcome": "timed_out"}]}, {"web01": {"ok": 1}}, "canary.yml", "failed"),
+    ({"rollout_out_hosts": [{"host": "web01", "outcome": "rolled_back"}]}, {"web01": {"ok": 1}}, "rollback.yml",
+     "success"),
+    ({"rollout_out_hosts": [{"host": "web01", "outcome": "released", "lock": "held"}]}, {"web01": {"ok": 1}},
+     "release.yml", "failed"),
+])
+def test_a_run_the_role_did_not_judge_is_judged_by_the_same_verdict(custom, stats, playbook, expected):
+    run = {"run_id": "1", "playbooks": [playbook], "t_start": 1.0, "t_end": 2.0, "stats": stats, "custom": custom,
+           "events": []}
+    assert build_timeline("r", [run])["result"] == expected
+
+
+@pytest.mark.parametrize("status, css", [("released", "ok"), ("skipped", "ok"), ("rolled_back", "rolled-back"),
+                                         ("rescued", "rescued"), ("timed_out", "failed"), ("unreachable", "unreachable"),
+                                         ("failed", "failed"), ("success", "success"), ("paused", "other"),
+                                         ("rollback pending", "other"), ("restored", "other")])
+def test_badges_follow_the_outcome_names(status, css):
+    assert release_report._css_class(status) == css
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -570,7 +608,7 @@ def test_report_page_shows_every_section_and_escapes_everything(tmp_path):
     for heading in ("Summary", "Plan", "Canary", "Rollbacks", "Failed tasks", "Hosts", "Batches",
                     "Per-host timeline"):
         assert f"<h2>{heading}</h2>" in page
-    assert "<title>Release rel-h: rolled back</title>" in page
+    assert "<title>Release rel-h: failed</title>" in page
     assert "unreachable &lt;ssh&gt;" in page                       # excluded host and its reason
     assert "<td>batch 1</td>" in page and "zone-b, zone-c" in page  # plan table
     assert "0.0013" in page and "41.5" in page                     # canary numbers
