@@ -412,6 +412,18 @@ class AlertmanagerClient:
                 url=self.url, body=excerpt,
             ) from None
 
+    # -- status
+
+    def status(self) -> dict[str, Any]:
+        """``GET /api/v2/status``: version, uptime and cluster state; raises when Alertmanager does not answer."""
+        answer = self.request("GET", "/status")
+        if not isinstance(answer, dict):
+            raise AlertmanagerError(
+                f"Alertmanager at {self.url} answered GET /api/v2/status with {type(answer).__name__}, "
+                "not an object: check that url points at Alertmanager", url=self.url,
+            )
+        return answer
+
     # -- silences
 
     def list_silences(self, matchers: Iterable[Matcher] | None = None) -> list[dict[str, Any]]:

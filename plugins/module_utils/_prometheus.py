@@ -106,6 +106,17 @@ class PrometheusClient:
         status, body = self._get(url)
         return parse_response(body, status=status, url=self.url)
 
+    def ready(self) -> str:
+        """``GET /-/ready``; returns Prometheus' answer, raises when it is not ready or does not answer."""
+        status, body = self._get(f"{self.url}/-/ready")
+        text = body[:200].decode("utf-8", errors="replace").strip()
+        if status != 200:
+            hint = "; check `token` / `headers`" if status in (401, 403) else \
+                "; it is still starting (replaying its WAL) or shutting down" if status == 503 else ""
+            raise PrometheusError(f"Prometheus at {self.url} is not ready: HTTP {status} {text!r}{hint}",
+                                  HTTP_ERROR, status=status, url=self.url)
+        return text
+
     def _get(self, url: str) -> tuple[int, bytes]:
         try:
             resp = self._request.open("GET", url)

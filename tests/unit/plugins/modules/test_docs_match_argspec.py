@@ -60,4 +60,5 @@ def test_documentation_matches_the_argument_spec(name):
 
 def test_every_module_is_checked():
     assert {"lb_member", "lb_pool_info", "alertmanager_silence", "app_release", "wait_healthy",
-            "release_plan", "canary_analysis", "cmdb_hosts"} <= set(MODULES)
+            "release_plan", "canary_analysis", "cmdb_hosts", "alertmanager_info",
+            "prometheus_info"} <= set(MODULES)
