@@ -44,6 +44,12 @@ def swap_last_step(hostvars: Any, host: str) -> str:
     return _outcome.last_step(_getter(hostvars, host))
 
 
+def failed_swap_outcome(failure: Any, rollback: bool = False, restore_failed: bool = False) -> str:
+    """The outcome of a rescued swap: timed_out, rolled_back or failed (see module_utils/_outcome.py)."""
+    return _outcome.failed_swap_outcome(failure if isinstance(failure, Mapping) else None, bool(rollback),
+                                        bool(restore_failed))
+
+
 def _member_states(get, pools: list[Mapping[str, Any]]) -> dict[str, Any]:
     """{lb name: state} of this host's member in each LB of its rollout_lbs, from a snapshot."""
     states: dict[str, Any] = {}
@@ -164,4 +170,5 @@ def count_outcomes(records: Iterable[Mapping[str, Any]]) -> dict[str, int]:
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {"swap_dropped": swap_dropped, "swap_last_step": swap_last_step, "host_records": host_records,
-                "release_verdict": release_verdict, "count_outcomes": count_outcomes}
+                "release_verdict": release_verdict, "count_outcomes": count_outcomes,
+                "failed_swap_outcome": failed_swap_outcome}

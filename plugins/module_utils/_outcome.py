@@ -100,6 +100,18 @@ def outcome_from_history(history: list[Mapping[str, Any]]) -> str:
     return _vocab.RELEASED if last.get("outcome", "ok") == "ok" else str(last.get("outcome") or _vocab.UNKNOWN)
 
 
+def failed_swap_outcome(failure: Mapping[str, Any] | None, rollback: bool, restore_failed: bool) -> str:
+    """The outcome of a host whose swap failed and was rescued.
+
+    A step that timed out is ``timed_out`` (restored or not, ``restored`` says); otherwise a host
+    put back on its previous artifact is ``rolled_back``, and one that could not be (its restore
+    failed, or the swap was itself a rollback, so there is nothing further back) is ``failed``.
+    """
+    if isinstance(failure, Mapping) and failure.get("kind") == _vocab.TIMED_OUT:
+        return _vocab.TIMED_OUT
+    return _vocab.FAILED if rollback or restore_failed else _vocab.ROLLED_BACK
+
+
 def host_outcome(get: Getter) -> dict[str, Any]:
     """Outcome, last completed step and failure of one host, from what the role recorded."""
     failure = get("_swap_failure") or None

@@ -110,3 +110,17 @@ def test_counts_and_registration():
         "released": 2, "unreachable": 1}
     assert set(FilterModule().filters()) >= {
         "swap_dropped", "swap_last_step", "host_records", "release_verdict", "count_outcomes"}
+
+
+@pytest.mark.parametrize("failure,rollback,restore_failed,outcome", [
+    ({"kind": "timed_out"}, False, False, "timed_out"),
+    ({"kind": "timed_out"}, True, True, "timed_out"),
+    ({"kind": "failed"}, False, False, "rolled_back"),
+    ({"kind": "failed"}, False, True, "failed"),
+    ({"kind": "failed"}, True, False, "failed"),
+    (None, False, False, "rolled_back"),
+])
+def test_failed_swap_outcome(failure, rollback, restore_failed, outcome):
+    from ansible_collections.sre.rollout.plugins.filter.release import failed_swap_outcome
+
+    assert failed_swap_outcome(failure, rollback=rollback, restore_failed=restore_failed) == outcome
