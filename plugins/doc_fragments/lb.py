@@ -75,7 +75,10 @@ options:
         description:
           - The kind's own settings. V(haproxy), none. V(nginx), C(mode), C(admin_url), C(conf), C(prefix),
             C(pidfile) and C(binary), as described for the single-LB options C(nginx_mode), C(nginx_admin_url),
-            C(nginx_conf), C(nginx_prefix), C(nginx_pidfile) and C(nginx_binary). An unknown key is refused.
+            C(nginx_conf), C(nginx_prefix), C(nginx_pidfile) and C(nginx_binary); and C(batch_window), reload
+            mode, seconds (0 to 10, default 0) that a change waits for the changes other tasks make to the same
+            upstream file, so that all of them share one reload (one reload per batch step when each host of a
+            batch has its own task). An unknown key is refused, with the closest known name.
         type: dict
         default: {}
   backend:

@@ -56,9 +56,13 @@ description:
     closed without an answer. Measured in the lab with 8 kept-alive clients, at most one failed request per
     kept-alive client per reload; 32 failed at 4 bare reloads (25 kept-alive requests/s), and 64 failed of
     1,138 kept-alive requests over a release of 6 hosts with 12 reloads (15 kept-alive requests/s); fresh
-    connections saw none. Clients that retry idempotent requests on a closed pooled connection hide it. Drain
-    a batch's
-    members together (O(members)) to make one reload per batch step, or use the lua mode.
+    connections saw none. Clients that retry idempotent requests on a closed pooled connection hide it.
+    With C(batch_window), a release of the same 6 hosts made 8 reloads for its 8 batch steps (a drain and an
+    enable each for the canary and three batches) and 64 of 2,462 kept-alive requests failed. Drain a batch's
+    members together (O(members)) to make one reload per batch step; or, where each host has a task of its own
+    (the release role), give the nginx LB the option C(batch_window) (O(lbs[].options)), and the changes that
+    tasks make to the same upstream file within that many seconds share one edit, one C(nginx -t) and one
+    reload (a group commit under the file's lock); or use the lua mode.
   - If a drain does not finish within O(drain_timeout), the default (O(on_timeout=fail)) puts the member
     back to its previous state on every LB and fails, so that a failed step leaves nothing half done.
     O(on_timeout=force) cuts the remaining sessions instead (HAProxy C(shutdown sessions server), nginx
