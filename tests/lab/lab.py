@@ -706,11 +706,14 @@ def start_nginx(name: str = "nginx", mode: str | None = None) -> None:
     for sub in ("logs", "tmp"):
         (ng / sub).mkdir(parents=True, exist_ok=True)
     (ng / "nginx.conf").write_text(nginx_conf(name, mode))
-    if not (ng / "upstream_app.conf").exists():
+    # A stopped nginx starts from this lab's hosts: a LAB_DIR that held a lab of another size
+    # would otherwise seed members that no longer exist (a running nginx keeps its own).
+    fresh = not running(ng / "nginx.pid")
+    if fresh or not (ng / "upstream_app.conf").exists():
         (ng / "upstream_app.conf").write_text(nginx_upstream())
-    if mode == "lua" and not (ng / "members_app.txt").exists():
+    if mode == "lua" and (fresh or not (ng / "members_app.txt").exists()):
         (ng / "members_app.txt").write_text(nginx_members())
-    if running(ng / "nginx.pid"):
+    if not fresh:
         return
     port = PORTS["nginx" if name == "nginx" else "nginx_reload"]
     require_port("127.0.0.1", port, name)
