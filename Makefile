@@ -16,7 +16,7 @@ export LAB_HOSTS LAB_DIR
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup venv packages collection lab-up lab-down lab-status demo test test-unit test-cmdb test-matrix lint lint-venv clean
+.PHONY: help setup venv packages collection lab-up lab-down lab-status demo test test-unit test-cmdb test-matrix bench-quick lint lint-venv clean
 
 help:
 	@echo "make demo        set everything up and run a release in the lab"
@@ -25,6 +25,7 @@ help:
 	@echo "make lab-up      start the lab (LAB_HOSTS=$(LAB_HOSTS)); make lab-down stops it"
 	@echo "make test-cmdb   the CMDB plugin against a real NetBox (slow the first time)"
 	@echo "make test-matrix unit tests on ansible-core $(MATRIX), one lab release on the newest"
+	@echo "make bench-quick the release benchmark's quick mode on a lab of its own (a few minutes)"
 	@echo "make lint        ansible-test sanity, antsibull-docs, ansible-lint (production), galaxy-importer"
 
 setup: packages venv collection
@@ -87,6 +88,14 @@ MATRIX_LAB_DIR ?= $(CURDIR)/.lab-matrix
 test-matrix: collection
 	PYTHON=$(PYTHON) MATRIX_LAB_NET=$(MATRIX_LAB_NET) MATRIX_LAB_DIR=$(MATRIX_LAB_DIR) scripts/test-matrix.sh $(MATRIX)
 
+# The release benchmark's quick mode (tests/bench/bench_release.py --quick): floor, release.yml and the
+# classic pattern on a 6-host lab of its own (BENCH_LAB_NET, .lab-bench), started and stopped by the
+# benchmark; the first run builds .venv-bench (the `ansible` package, for community.general).
+# Not in `make test`: it takes a few minutes and a lab beside make test's two.
+BENCH_LAB_NET ?= 14
+bench-quick: setup
+	LAB_DIR=$(CURDIR)/.lab-bench LAB_NET=$(BENCH_LAB_NET) $(PY) tests/bench/bench_release.py --quick
+
 # The lint toolchain lives in its own venv (requirements-lint.txt), on the newest Python found
 # (ansible-core 2.21's ansible-test), else $(PYTHON) (Debian 12: ansible-core 2.19's).
 LINT_VENV := .venv-lint
@@ -145,4 +154,4 @@ lint: packages collection lint-venv
 	exit $$rc
 
 clean: lab-down
-	rm -rf $(VENV) $(LINT_VENV) .venv-core-* .collections .pytest_cache
+	rm -rf $(VENV) $(LINT_VENV) .venv-core-* .venv-bench .collections .pytest_cache

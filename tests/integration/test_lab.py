@@ -245,3 +245,42 @@ def labkit_alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def test_lab_of_24_hosts_answers_ssh_on_every_host_and_goes_down_clean(tmp_path):
+    """More hosts than one sshd can listen for (16 listen sockets): the lab runs an sshd per 16 hosts.
+
+    Every host answers Ansible over ssh on its own address, and the fault gate still cuts off one host
+    by its address (web20, served by the second sshd) while its neighbours answer.
+    """
+    lab_dir = tmp_path / "lab"
+    net = os.environ.get("TEST_BIG_LAB_NET", "17")  # a net of its own, beside make test's labs
+    env = dict(os.environ, LAB_DIR=str(lab_dir), LAB_NET=net, LAB_HOSTS="24")
+    up = subprocess.run([sys.executable, str(LAB_PY), "up"], env=env, capture_output=True, text=True, timeout=300,
+                        check=False)
+    pids: list[int] = []
+    try:
+        assert up.returncode == 0, up.stderr + up.stdout
+        pids = [int(p.read_text()) for p in lab_dir.rglob("*.pid")]
+        assert sorted(p.name for p in (lab_dir / "run").glob("sshd*.pid")) == ["sshd-2.pid", "sshd.pid"]
+        ansible = [str(labkit.VENV_BIN / "ansible"), "-i", str(labkit.REPO / "inventories" / "lab"),
+                   "-e", f"@{lab_dir / 'lab_vars.json'}", "-m", "ansible.builtin.ping", "-o"]
+        aenv = labkit.ansible_env({"LAB_DIR": str(lab_dir)})
+        ping = subprocess.run([*ansible, "all"], env=aenv, cwd=labkit.REPO, capture_output=True, text=True,
+                              timeout=300, check=False)
+        assert ping.returncode == 0, ping.stdout[-3000:] + ping.stderr[-3000:]
+        answered = sorted(line.split(" | ")[0] for line in ping.stdout.splitlines() if " | SUCCESS" in line)
+        assert answered == [f"web{i:02d}" for i in range(1, 25)], ping.stdout[-3000:]
+
+        (lab_dir / "faults" / f"127.0.{net}.20").write_text("unreachable\n")
+        cut = subprocess.run([*ansible, "web19,web20,web21"], env=aenv, cwd=labkit.REPO, capture_output=True,
+                             text=True, timeout=120, check=False)
+        status = {line.split(" | ")[0]: line.split(" | ")[1].split()[0] for line in cut.stdout.splitlines()
+                  if " | " in line}
+        assert status == {"web19": "SUCCESS", "web20": "UNREACHABLE!:", "web21": "SUCCESS"}, cut.stdout[-3000:]
+    finally:
+        down = subprocess.run([sys.executable, str(LAB_PY), "down"], env=env, capture_output=True, text=True,
+                              timeout=180, check=False)
+    assert down.returncode == 0, down.stderr
+    assert "stopped sshd-2" in down.stdout
+    assert not [p for p in pids if labkit_alive(p)], "lab processes left running after down"

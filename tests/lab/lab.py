@@ -96,6 +96,8 @@ NET, NHOSTS = _shape()
 BASE = 10000 + 100 * NET
 APP_PORT = 8080
 SSH_PORT = 2222
+SSHD_MAX_LISTEN = 16  # OpenSSH's MAX_LISTEN_SOCKS: ListenAddress lines per sshd
+MAX_HOSTS = 254  # one address each, 127.0.NET.1-254
 ZONES = ("zone-a", "zone-b", "zone-c")
 INITIAL = "app-1.0.0"
 NGINX_MODES = ("lua", "reload")
@@ -368,13 +370,36 @@ def setup_ssh() -> None:
     os.chmod(d / "authorized_keys", 0o600)
     hostkey = (d / "ssh_host_ed25519_key.pub").read_text().split()[:2]
     (d / "known_hosts").write_text("".join(f"[{h['address']}]:{SSH_PORT} {' '.join(hostkey)}\n" for h in hosts()))
-    listen = "".join(f"ListenAddress {h['address']}:{SSH_PORT}\n" for h in hosts())
     gate = write_fault_gate(d)
-    (d / "sshd_config").write_text(f"""# lab sshd: loopback host addresses only, own keys, own authorized_keys
+    for name, group in sshd_instances():
+        listen = "".join(f"ListenAddress {h['address']}:{SSH_PORT}\n" for h in group)
+        (d / sshd_config_name(name)).write_text(sshd_config(listen, gate, name))
+
+
+def sshd_instances() -> list[tuple[str, list[dict]]]:
+    """The lab's sshd instances and the hosts each listens for: at most SSHD_MAX_LISTEN hosts each.
+
+    sshd accepts at most 16 listen sockets (MAX_LISTEN_SOCKS in OpenSSH), one per ListenAddress, so a
+    lab of more hosts runs several sshd, each with its own config and pidfile: `sshd` for web01-web16,
+    `sshd-2` for web17-web32, and so on. Each host keeps its own address on the ssh side, which the
+    fault gate needs (it reads the address a session came in on from SSH_CONNECTION).
+    """
+    all_hosts = hosts()
+    groups = [all_hosts[i:i + SSHD_MAX_LISTEN] for i in range(0, len(all_hosts), SSHD_MAX_LISTEN)]
+    return [("sshd" if n == 0 else f"sshd-{n + 1}", group) for n, group in enumerate(groups)]
+
+
+def sshd_config_name(name: str) -> str:
+    return "sshd_config" if name == "sshd" else f"{name}_config"
+
+
+def sshd_config(listen: str, gate: Path, name: str) -> str:
+    d = LAB / "ssh"
+    return f"""# lab sshd ({name}): loopback host addresses only, own keys, own authorized_keys
 {listen}HostKey {d / 'ssh_host_ed25519_key'}
 # Every session passes the lab's fault gate (see write_fault_gate): cut or hung on request.
 ForceCommand {gate}
-PidFile {RUN / 'sshd.pid'}
+PidFile {RUN / f'{name}.pid'}
 AuthorizedKeysFile {d / 'authorized_keys'}
 PubkeyAuthentication yes
 PasswordAuthentication no
@@ -391,23 +416,26 @@ Subsystem sftp internal-sftp
 # hosts share the controller user's home, whose interactive set-up (pyenv init and the like)
 # would then run before every Ansible task; a server's command shell does not do that.
 SetEnv SHLVL=1
-""")
+"""
 
 
 def start_sshd() -> None:
-    pidfile = RUN / "sshd.pid"
-    if running(pidfile):
-        return
+    """Start every sshd instance that is not running (each daemonises and writes its own pidfile)."""
     sshd = which("sshd")
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
-    for h in hosts():
-        require_port(h["address"], SSH_PORT, "sshd")
-    cfg = str(LAB / "ssh" / "sshd_config")
-    run([sshd, "-t", "-f", cfg])
-    run([sshd, "-f", cfg, "-E", str(LOGS / "sshd.log")])
-    wait_for("sshd", lambda: running(pidfile) and not port_free(hosts()[0]["address"], SSH_PORT), 15)
-    log(f"started sshd (pid {read_pid(pidfile)})")
+    for name, group in sshd_instances():
+        pidfile = RUN / f"{name}.pid"
+        if running(pidfile):
+            continue
+        for h in group:
+            require_port(h["address"], SSH_PORT, name)
+        cfg = str(LAB / "ssh" / sshd_config_name(name))
+        run([sshd, "-t", "-f", cfg])
+        run([sshd, "-f", cfg, "-E", str(LOGS / f"{name}.log")])
+        wait_for(name, lambda pidfile=pidfile, group=group: running(pidfile)
+                 and all(not port_free(h["address"], SSH_PORT) for h in group), 15)
+        log(f"started {name} (pid {read_pid(pidfile)}) for {group[0]['name']}..{group[-1]['name']}")
 
 
 def write_state(root: Path, artifact: str, sha: str) -> None:
@@ -678,11 +706,14 @@ def start_nginx(name: str = "nginx", mode: str | None = None) -> None:
     for sub in ("logs", "tmp"):
         (ng / sub).mkdir(parents=True, exist_ok=True)
     (ng / "nginx.conf").write_text(nginx_conf(name, mode))
-    if not (ng / "upstream_app.conf").exists():
+    # A stopped nginx starts from this lab's hosts: a LAB_DIR that held a lab of another size
+    # would otherwise seed members that no longer exist (a running nginx keeps its own).
+    fresh = not running(ng / "nginx.pid")
+    if fresh or not (ng / "upstream_app.conf").exists():
         (ng / "upstream_app.conf").write_text(nginx_upstream())
-    if mode == "lua" and not (ng / "members_app.txt").exists():
+    if mode == "lua" and (fresh or not (ng / "members_app.txt").exists()):
         (ng / "members_app.txt").write_text(nginx_members())
-    if running(ng / "nginx.pid"):
+    if not fresh:
         return
     port = PORTS["nginx" if name == "nginx" else "nginx_reload"]
     require_port("127.0.0.1", port, name)
@@ -805,6 +836,8 @@ def wait_ready() -> None:
 # --------------------------------------------------------------------------- commands
 
 def up() -> None:
+    if not 1 <= NHOSTS <= MAX_HOSTS:
+        die(f"LAB_HOSTS must be 1..{MAX_HOSTS} (one address each on 127.0.{NET}.0/24), got {NHOSTS}")
     for d in (LAB, RUN, LOGS, LAB / "hosts"):
         d.mkdir(parents=True, exist_ok=True)
     build_artifacts()
