@@ -129,7 +129,8 @@ def lb_specs(params: dict[str, Any], need_members: bool = True) -> list[LBSpec]:
                             name=item.get("name") or "", members=list(members),
                             address=item.get("address") or params.get("address"), weight=item.get("weight"),
                             health_uri=item.get("health_uri") or params.get("health_uri"),
-                            options=dict(item.get("options") or {})))
+                            options=dict(item.get("options") or {}),
+                            batch_size=int(params.get("batch_size") or 1)))
     return specs
 
 

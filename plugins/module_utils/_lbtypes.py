@@ -59,6 +59,7 @@ class LBSpec:
     weight: Any = None
     health_uri: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 1   # tasks acting on this LB at the same moment (the hosts of one batch step)
 
     @property
     def label(self) -> str:

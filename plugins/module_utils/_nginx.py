@@ -304,6 +304,7 @@ class NginxInstance:
     binary: str = "/usr/sbin/nginx"
     timeout: float = 10.0
     batch_window: float = 0.0
+    batch_size: int = 1
     reloads: int = field(default=0, init=False)
     _pending: list | None = field(default=None, init=False, repr=False)
     _pending_old: dict = field(default_factory=dict, init=False, repr=False)
@@ -444,7 +445,11 @@ class NginxInstance:
         os.makedirs(self._spool, exist_ok=True)
         ticket = os.path.join(self._spool, f"{os.getpid()}-{time.monotonic_ns()}")
         _write_json(ticket + ".json", {"pid": os.getpid(), "changes": changes})
-        time.sleep(self.batch_window)
+        # the batch step's other tasks: once ``batch_size`` changes wait (or are done), no need to wait on
+        deadline = time.monotonic() + self.batch_window
+        while time.monotonic() < deadline and self._pending_tickets() < self.batch_size \
+                and not os.path.exists(ticket + ".done"):
+            time.sleep(0.05)
         with self.locked():
             if not os.path.exists(ticket + ".done"):
                 self._lead()
@@ -454,6 +459,9 @@ class NginxInstance:
         if "error" in outcome:
             raise NginxError(outcome["error"], **outcome.get("details", {}))
         return {int(pid): cmd for pid, cmd in outcome["old"].items()}
+
+    def _pending_tickets(self) -> int:
+        return len(glob.glob(os.path.join(self._spool, "*.json")))
 
     def _lead(self) -> None:
         """Under the lock: apply every live pending ticket's changes together, and answer each."""
@@ -915,11 +923,12 @@ def nginx_spec(endpoint: Any, options: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-def nginx_instance(endpoint: Any, options: dict[str, Any], timeout: float) -> NginxInstance:
+def nginx_instance(endpoint: Any, options: dict[str, Any], timeout: float, batch_size: int = 1) -> NginxInstance:
     """The reload mode's instance of an endpoint (see ``nginx_spec``)."""
     spec = nginx_spec(endpoint, options)
     keys = ("upstream_file", "conf", "prefix", "pidfile", "binary")
-    instance = NginxInstance(timeout=timeout, **{k: spec[k] for k in keys if spec.get(k) is not None})
+    instance = NginxInstance(timeout=timeout, batch_size=max(1, int(batch_size)),
+                             **{k: spec[k] for k in keys if spec.get(k) is not None})
     try:
         instance.batch_window = float(spec.get("batch_window") or 0)
     except (TypeError, ValueError):
@@ -940,7 +949,7 @@ def drivers(lb: LBSpec, timeout: float) -> list[Any]:
         if spec["mode"] == "lua":
             clients.append(LuaBalancer(spec["admin_url"], timeout))
         else:
-            clients.append(nginx_instance(endpoint, lb.options, timeout))
+            clients.append(nginx_instance(endpoint, lb.options, timeout, lb.batch_size))
     return [NginxLuaDriver(lb, client, member) if isinstance(client, LuaBalancer) else NginxDriver(lb, client, member)
             for member in lb.members for client in clients]
 

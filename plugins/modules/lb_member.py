@@ -179,6 +179,14 @@ options:
     description: Seconds between two polls while waiting for a drain or for health.
     type: float
     default: 0.5
+  batch_size:
+    description:
+      - How many tasks change the same LBs at the same moment, one per host of a batch step (the release role
+        gives its batch's size). With an nginx LB's C(batch_window), a change waits until that many changes are
+        pending, or the window ends, and then all of them share one reload.
+      - No effect on the other LBs, or without C(batch_window).
+    type: int
+    default: 1
 notes:
   - HAProxy keeps runtime changes only until it restarts; keep them across reloads with
     C(server-state-file) and C(load-server-state-from-file).
@@ -420,6 +428,7 @@ ARGUMENT_SPEC = dict(
     wait_healthy=dict(type="bool", default=False),
     health_timeout=dict(type="float", default=30),
     poll_interval=dict(type="float", default=0.5),
+    batch_size=dict(type="int", default=1),
 )
 
 

@@ -604,7 +604,7 @@ def nginx_json(name: str, mode: str) -> dict:
         out["endpoint"] = {"mode": "lua", "admin_url": out["admin_url"]}
     else:
         # the tasks of one batch step (one per host) share one reload: see lb_member's batch_window
-        out["endpoint"] = {"mode": "reload", "upstream_file": out["upstream_file"], "batch_window": 1.5}
+        out["endpoint"] = {"mode": "reload", "upstream_file": out["upstream_file"], "batch_window": 3}
     return out
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -315,10 +316,10 @@ def test_operation_on_a_batch_reloads_once_per_step(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- reload mode: one reload per batch step
 
 
-def _grouped_change(tmp_path: Path, member: str, window: float, out) -> None:
+def _grouped_change(tmp_path: Path, member: str, window: float, out, batch_size: int = 3) -> None:
     """In its own process, as each host's lb_member task is: one change through the group commit."""
     nginx = NginxInstance(upstream_file=str(tmp_path / "upstream_app.conf"), pidfile=str(tmp_path / "nginx.pid"),
-                          binary=str(tmp_path / "nginx"), timeout=0.3, batch_window=window)
+                          binary=str(tmp_path / "nginx"), timeout=0.3, batch_window=window, batch_size=batch_size)
     log = tmp_path / "reloads.log"
     nginx.reload = lambda old: log.open("a").write(f"{os.getpid()}\n")
     try:
@@ -334,13 +335,15 @@ def test_the_changes_of_one_batch_step_from_several_processes_share_one_reload(t
     reload_instance(tmp_path)  # the upstream file and the fake nginx
     ctx = multiprocessing.get_context("fork")
     out = ctx.Queue()
-    procs = [ctx.Process(target=_grouped_change, args=(tmp_path, m, 1.0, out))
+    procs = [ctx.Process(target=_grouped_change, args=(tmp_path, m, 8.0, out))
              for m in ("127.0.11.1:8080", "127.0.11.2:8080", "127.0.11.3:8080")]
+    started = time.monotonic()
     for proc in procs:
         proc.start()
     results = sorted(out.get(timeout=20) for _ in procs)
     for proc in procs:
         proc.join(10)
+    assert time.monotonic() - started < 6  # the three were there: nobody waited out the 8 s window
     text = (tmp_path / "upstream_app.conf").read_text()
     assert text.count(" down;") == 3, text
     assert len((tmp_path / "reloads.log").read_text().split()) == 1  # one reload for the three hosts
@@ -370,3 +373,21 @@ def test_batch_window_is_an_nginx_option_and_is_checked(tmp_path):
     with pytest.raises(RolloutError, match="batch_window must be between 0 and 10"):
         make_drivers({"lbs": [{"name": "ng", "kind": "nginx", "endpoints": [str(tmp_path / "u.conf")],
                                "pool": "app", "member": "web01", "options": {"batch_window": 60}}], "timeout": 1.0})
+
+
+def test_a_batch_smaller_than_announced_waits_out_the_window_then_shares_one_reload(tmp_path):
+    import multiprocessing
+
+    reload_instance(tmp_path)
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    # three announced, two come (the third host was already done): one reload after the window
+    procs = [ctx.Process(target=_grouped_change, args=(tmp_path, m, 1.0, out))
+             for m in ("127.0.11.1:8080", "127.0.11.2:8080")]
+    for proc in procs:
+        proc.start()
+    results = [out.get(timeout=20) for _ in procs]
+    for proc in procs:
+        proc.join(10)
+    assert len((tmp_path / "reloads.log").read_text().split()) == 1 and all(r[2] is None for r in results)
+    assert (tmp_path / "upstream_app.conf").read_text().count(" down;") == 2
