@@ -476,14 +476,14 @@ class NginxInstance:
                 os.unlink(path)
                 continue
             tickets.append((path, ticket))
-        changes = [tuple(change) for _, ticket in tickets for change in ticket["changes"]]
+        changes = [tuple(change) for _path, ticket in tickets for change in ticket["changes"]]
         try:
             old = self._apply(changes)
             outcome: dict[str, Any] = {"old": {str(pid): cmd for pid, cmd in old.items()}}
         except NginxError as exc:
-            outcome = {"error": exc.msg, "details": {k: v for k, v in exc.details.items()
-                                                    if isinstance(v, (str, int, bool, list))}}
-        for path, _ in tickets:
+            details = {k: v for k, v in exc.details.items() if isinstance(v, (str, int, bool, list))}
+            outcome = {"error": exc.msg, "details": details}
+        for path, _ticket in tickets:
             _write_json(path[:-len(".json")] + ".done", outcome)
             os.unlink(path)
 

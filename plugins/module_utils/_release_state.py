@@ -250,7 +250,6 @@ class StageRequest:
     download_timeout: float = 600.0
 
 
-
 def remove_path(path: str) -> None:
     if os.path.islink(path) or os.path.isfile(path):
         os.unlink(path)

@@ -245,8 +245,9 @@ def test_declared_defaults_are_the_defaults_of_defaults_main(role):
                     f"{role}:{entry} declares {name} without the default of defaults/main.yml "
                     f"({defaults[name]!r}); only a typed option whose default is an expression may leave it out")
             else:
-                assert "default" not in option, (f"{role}:{entry} declares a default for {name}, which "
-                                                  "defaults/main.yml does not have: add it there or drop it here")
+                assert "default" not in option, (
+                    f"{role}:{entry} declares a default for {name}, which defaults/main.yml does not have: "
+                    "add it there or drop it here")
     assert not set(defaults) - declared_anywhere, (
         f"defaults/main.yml of {role} has variables no entry point declares: {sorted(set(defaults) - declared_anywhere)}")
 

@@ -84,8 +84,8 @@ def test_pool_info_needs_no_member():
 def test_the_drivers_meet_the_contract():
     names = sorted({n for n in list(dir(Driver)) + list(Driver.__annotations__) if not n.startswith("_")})
     assert {"kind", "lb", "has_health_check", "percent_weights", "take_out", "remaining"} <= set(names)
-    for driver in make_drivers(params(lbs=[HAPROXY, NGINX, dict(NGINX, endpoints=[{"mode": "lua",
-                                                                                     "admin_url": "http://a/b"}])])):
+    lua = dict(NGINX, endpoints=[{"mode": "lua", "admin_url": "http://a/b"}])
+    for driver in make_drivers(params(lbs=[HAPROXY, NGINX, lua])):
         missing = [n for n in names if not hasattr(driver, n)]
         assert not missing, (type(driver).__name__, missing)
 

@@ -340,7 +340,7 @@ def test_the_changes_of_one_batch_step_from_several_processes_share_one_reload(t
     started = time.monotonic()
     for proc in procs:
         proc.start()
-    results = sorted(out.get(timeout=20) for _ in procs)
+    results = sorted(out.get(timeout=20) for _proc in procs)
     for proc in procs:
         proc.join(10)
     assert time.monotonic() - started < 6  # the three were there: nobody waited out the 8 s window
@@ -386,7 +386,7 @@ def test_a_batch_smaller_than_announced_waits_out_the_window_then_shares_one_rel
              for m in ("127.0.11.1:8080", "127.0.11.2:8080")]
     for proc in procs:
         proc.start()
-    results = [out.get(timeout=20) for _ in procs]
+    results = [out.get(timeout=20) for _proc in procs]
     for proc in procs:
         proc.join(10)
     assert len((tmp_path / "reloads.log").read_text().split()) == 1 and all(r[2] is None for r in results)

@@ -143,8 +143,8 @@ def test_quantity_refused(value):
 ])
 def test_quantity_rounding(value, total, round_up, expected):
     assert _vocab.parse_quantity(value, total, round_up=round_up) == expected
-    assert _vocab.parse_quantity_counted(value, total, round_up=round_up) == (expected, isinstance(value, str)
-                                                                               and value.endswith("%"))
+    percent = isinstance(value, str) and value.endswith("%")
+    assert _vocab.parse_quantity_counted(value, total, round_up=round_up) == (expected, percent)
 
 
 def test_lb_and_plan_use_the_one_parser():
