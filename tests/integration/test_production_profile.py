@@ -94,7 +94,7 @@ def test_lb_names_that_do_not_exist_are_refused_in_preflight_before_any_change(p
     assert set(versions(prod).values()) == {"1.0.0"}
 
 
-def test_release_silences_and_judges_with_the_credentials_and_prints_no_secret(fresh, prod):
+def test_release_silences_and_judges_with_the_credentials_and_prints_no_secret(prod, fresh):
     rid = release_id("prod")
     secrets = [labkit.monitoring_password(prod, s) for s in ("alertmanager", "prometheus")]
     assert all(secrets)

@@ -1037,7 +1037,6 @@ def status() -> int:
 
 def reset() -> None:
     """Put the lab back to its initial state: every host on app-1.0.0, all enabled, no silences."""
-    L = lab_json()
     for flag in FAULTS.glob("*") if FAULTS.is_dir() else []:  # no host is cut off or hung any more
         flag.unlink(missing_ok=True)
     for h in hosts():
