@@ -9,8 +9,9 @@ LAB_HOSTS ?= 6
 LAB_DIR   ?= $(CURDIR)/.lab
 LAB_NET   ?= 10
 PYTEST_ARGS ?= --durations=15
-# `make test` runs the suite on TEST_LABS labs side by side, one pytest-xdist worker per lab:
-# lab 1 is the default lab ($(LAB_DIR), LAB_NET $(LAB_NET)), lab N is .lab-N on LAB_NET LAB_NET+N-1.
+# `make test` starts TEST_LABS labs side by side: lab 1 is the default lab ($(LAB_DIR), LAB_NET $(LAB_NET)),
+# on which the whole suite runs; lab 2 is .lab-2 on LAB_NET+1 with LAB_PROFILE=production (HTTPS, basic
+# auth, LB names unlike the inventory), on which the tests marked production_profile run at the same time.
 TEST_LABS ?= 2
 export LAB_HOSTS LAB_DIR
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
@@ -46,6 +47,7 @@ collection:
 	@mkdir -p .collections/ansible_collections/sre
 	@ln -sfn ../../.. .collections/ansible_collections/sre/rollout
 
+# LAB_PROFILE=production (from the environment) starts a production-shaped lab: see tests/lab/lab.py.
 lab-up: setup
 	$(PY) tests/lab/lab.py up
 
@@ -62,11 +64,20 @@ demo: setup
 test: setup
 	@rc=0; dirs=""; \
 	for n in $$(seq 1 $(TEST_LABS)); do \
-	  if [ $$n = 1 ]; then dir=$(LAB_DIR); else dir=$(CURDIR)/.lab-$$n; fi; dirs="$$dirs$${dirs:+:}$$dir"; \
-	  LAB_DIR=$$dir LAB_NET=$$(( $(LAB_NET) + n - 1 )) $(PY) tests/lab/lab.py up || { rc=$$?; break; }; \
+	  if [ $$n = 1 ]; then dir=$(LAB_DIR); profile=default; else dir=$(CURDIR)/.lab-$$n; profile=production; fi; \
+	  dirs="$$dirs$${dirs:+ }$$dir"; \
+	  LAB_DIR=$$dir LAB_NET=$$(( $(LAB_NET) + n - 1 )) LAB_PROFILE=$$profile $(PY) tests/lab/lab.py up || { rc=$$?; break; }; \
 	done; \
-	if [ $$rc = 0 ]; then TEST_LAB_DIRS=$$dirs $(PY) -m pytest -n $(TEST_LABS) --dist worksteal $(PYTEST_ARGS) tests || rc=$$?; fi; \
-	for dir in $${dirs//:/ }; do LAB_DIR=$$dir $(PY) tests/lab/lab.py down || rc=$$?; done; \
+	if [ $$rc = 0 ]; then \
+	  pids=""; set -- $$dirs; \
+	  LAB_DIR=$$1 $(PY) -m pytest $(PYTEST_ARGS) tests & pids="$$!"; \
+	  if [ $(TEST_LABS) -ge 2 ]; then \
+	    LAB_DIR=$$2 $(PY) -m pytest -p no:cacheprovider -m production_profile $(PYTEST_ARGS) tests/integration \
+	      > $(CURDIR)/.lab-2/pytest.log 2>&1 & pids="$$pids $$!"; fi; \
+	  for pid in $$pids; do wait $$pid || rc=1; done; \
+	  if [ $(TEST_LABS) -ge 2 ]; then echo "== production-profile lab (.lab-2):"; cat $(CURDIR)/.lab-2/pytest.log; fi; \
+	fi; \
+	for dir in $$dirs; do LAB_DIR=$$dir $(PY) tests/lab/lab.py down || rc=$$?; done; \
 	exit $$rc
 
 # A real NetBox 4.x on loopback (PostgreSQL + Redis from Debian, NetBox from PyPI under Python 3.12);

@@ -34,6 +34,44 @@ def load_lab() -> dict:
     return json.loads(path.read_text())
 
 
+def is_production(lab: dict) -> bool:
+    """The lab runs LAB_PROFILE=production (HTTPS, basic auth, LB names unlike the inventory)."""
+    return lab.get("profile", "default") == "production"
+
+
+def monitoring_password(lab: dict, service: str) -> str:
+    """The lab's password for ``alertmanager`` / ``prometheus`` (empty on the default profile)."""
+    f = lab[service].get("password_file")
+    return Path(f).read_text().strip() if f else ""
+
+
+def monitoring_args(lab: dict, service: str) -> dict:
+    """The module options that reach the lab's Alertmanager / Prometheus: url, and on the production
+    profile its CA and credentials."""
+    args = {"url": lab[service]["url"]}
+    if is_production(lab):
+        args.update({"ca_path": lab[service]["ca_path"], "username": lab[service]["username"],
+                     "password": monitoring_password(lab, service)})
+    return args
+
+
+def monitoring_open(lab: dict, service: str, path: str, method: str = "GET", data: bytes | None = None,
+                    headers: dict | None = None, auth: bool = True, timeout: float = 10):
+    """urlopen a path of the lab's Alertmanager / Prometheus with the profile's CA and credentials."""
+    import base64
+    import ssl
+    import urllib.request
+
+    req = urllib.request.Request(lab[service]["url"] + path, data=data, method=method, headers=headers or {})
+    ctx = None
+    if is_production(lab):
+        ctx = ssl.create_default_context(cafile=lab[service]["ca_path"])
+        if auth:
+            raw = f"{lab[service]['username']}:{monitoring_password(lab, service)}".encode()
+            req.add_header("Authorization", "Basic " + base64.b64encode(raw).decode())
+    return urllib.request.urlopen(req, timeout=timeout, context=ctx)
+
+
 def ansible_env(extra: dict | None = None) -> dict:
     """Environment for ansible-* commands run from the checkout against the lab."""
     env = dict(os.environ)

@@ -63,7 +63,7 @@ def staged(host: dict) -> list[str]:
 
 
 def active_silences(lab: dict) -> list[dict]:
-    with urllib.request.urlopen(lab["alertmanager"]["url"] + "/api/v2/silences", timeout=5) as r:
+    with labkit.monitoring_open(lab, "alertmanager", "/api/v2/silences", timeout=5) as r:
         return [s for s in json.loads(r.read()) if s["status"]["state"] != "expired"]
 
 

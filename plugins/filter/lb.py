@@ -98,6 +98,40 @@ def lb_names(hostvars: Any, hosts: Any, kind: str) -> dict[str, Any]:
     return {"pool": pools[0] if pools else None, "pools": pools, "members": members}
 
 
+def lb_unknown_members(snapshot: Any, hostvars: Any, hosts: Any) -> list[dict[str, Any]]:
+    """Each host's member of each LB in its ``rollout_lbs`` that the LB's pool (in ``snapshot``) does not have.
+
+    A member is known by its name or its address in the pool. One entry per host and LB: host, lb, pool,
+    member, and the names the pool has (``known``), so a mapping that names no real server is refused
+    before any change instead of failing the first drain.
+    """
+    if not isinstance(hosts, (list, tuple)):
+        raise AnsibleFilterError(f"lb_unknown_members: hosts must be a list of host names, got {type(hosts).__name__}")
+    pools = _pools(snapshot, "preflight")
+    unknown = []
+    for host in hosts:
+        try:
+            lbs = (hostvars[host] or {}).get("rollout_lbs") or []
+        except KeyError:
+            raise AnsibleFilterError(f"lb_unknown_members: {host!r} is not a host of the inventory") from None
+        for lb in lbs:
+            if not isinstance(lb, dict) or not lb.get("member"):
+                continue
+            seen = [p for p in pools if p.get("name") == lb.get("name") and str(p.get("pool")) == str(lb.get("pool"))]
+            if not seen:
+                continue  # a pool lb_pool_info did not list: it failed on it already
+            member = str(lb["member"])
+            for pool in seen:
+                names = [str(m.get("name")) for m in pool.get("members") or []]
+                addresses = [str(m.get("address")) for m in pool.get("members") or []]
+                if member not in names and member not in addresses:
+                    unknown.append({"host": str(host), "lb": lb.get("name"), "pool": lb.get("pool"),
+                                    "endpoint": pool.get("endpoint"), "member": member, "known": names})
+                    break
+    return unknown
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"lb_lost_members": lb_lost_members, "lb_ready_members": lb_ready_members, "lb_names": lb_names}
+        return {"lb_lost_members": lb_lost_members, "lb_ready_members": lb_ready_members, "lb_names": lb_names,
+                "lb_unknown_members": lb_unknown_members}

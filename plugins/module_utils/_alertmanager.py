@@ -29,6 +29,8 @@ from urllib.parse import quote, urlencode
 from ansible.module_utils.urls import open_url
 from ansible_collections.sre.rollout.plugins.module_utils._common import RolloutError
 from ansible_collections.sre.rollout.plugins.module_utils._vocab import validate_release_id
+from ansible_collections.sre.rollout.plugins.module_utils._webauth import (
+    auth_headers, check_ca_path, is_tls_error, tls_message, unauthorized_hint)
 
 DEFAULT_DURATION = 3600.0
 DEFAULT_MAX_DURATION = 24 * 3600.0
@@ -336,7 +338,8 @@ class AlertmanagerClient:
     """Alertmanager's v2 API (``/api/v2``) through ``open_url``: silences and alerts."""
 
     def __init__(self, url: str, token: str | None = None, headers: dict[str, str] | None = None,
-                 validate_certs: bool = True, timeout: float = 10.0) -> None:
+                 validate_certs: bool = True, timeout: float = 10.0, username: str | None = None,
+                 password: str | None = None, ca_path: str | None = None) -> None:
         if not url or not re.match(r"^https?://[^/]", url):
             raise AlertmanagerError(
                 f"url {url!r} is not an http(s) URL: give Alertmanager's base URL, e.g. http://alertmanager:9093"
@@ -345,10 +348,11 @@ class AlertmanagerClient:
         self.url = base[: -len("/api/v2")] if base.endswith("/api/v2") else base
         self.validate_certs = validate_certs
         self.timeout = timeout
+        self.ca_path = check_ca_path(ca_path, f"Alertmanager at {self.url}")
         self._headers = {"Accept": "application/json"}
         self._headers.update({str(k): str(v) for k, v in (headers or {}).items()})
-        if token:
-            self._headers["Authorization"] = f"Bearer {token}"
+        self._headers.update(auth_headers(token, username, password, f"Alertmanager at {self.url}"))
+        self.has_credentials = "Authorization" in self._headers
 
     # -- transport
 
@@ -364,7 +368,8 @@ class AlertmanagerClient:
             headers["Content-Type"] = "application/json"
         try:
             response = open_url(full, data=data, headers=headers, method=method, timeout=self.timeout,
-                                validate_certs=self.validate_certs, follow_redirects="safe")
+                                validate_certs=self.validate_certs, follow_redirects="safe",
+                                ca_path=self.ca_path)
             raw = response.read()
         except HTTPError as exc:
             raise self._http_error(method, target, exc) from None
@@ -379,8 +384,10 @@ class AlertmanagerClient:
             body = ""
         hint = {
             400: "Alertmanager refused the request: fix what the body names",
-            401: "Alertmanager (or a proxy in front) wants credentials: set token or headers",
-            403: "the credentials may not do this: check the token's permissions",
+            401: "Alertmanager (or a proxy in front) " + unauthorized_hint(
+                401, self.has_credentials, "username/password or token (rollout_alertmanager_username/"
+                "rollout_alertmanager_password or rollout_alertmanager_token)"),
+            403: unauthorized_hint(403, self.has_credentials, "username/password or token"),
             404: "no such API path or object: check that url is Alertmanager's base URL (v2 API, >= 0.16)",
         }.get(exc.code, "Alertmanager failed: check its log and health, then retry" if exc.code >= 500
               else "unexpected answer: check url and any proxy in front of Alertmanager")
@@ -392,6 +399,12 @@ class AlertmanagerClient:
 
     def _unreachable(self, method: str, target: str, exc: BaseException) -> AlertmanagerError:
         reason = getattr(exc, "reason", None) or exc
+        if self.url.startswith("https://") and is_tls_error(exc):
+            return AlertmanagerError(
+                tls_message("Alertmanager", self.url, reason, self.ca_path,
+                            "ca_path (rollout_alertmanager_ca_path)"),
+                url=self.url, status=None, tls=True,
+            )
         return AlertmanagerError(
             f"cannot reach Alertmanager at {self.url} ({method} {target}): {reason}. "
             "Check that url is right, Alertmanager is running and reachable from where the task runs "

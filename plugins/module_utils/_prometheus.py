@@ -21,6 +21,11 @@ from urllib.parse import urlencode
 from ansible.module_utils.urls import Request, make_context
 
 from ansible_collections.sre.rollout.plugins.module_utils._common import RolloutError
+from ansible_collections.sre.rollout.plugins.module_utils._webauth import (
+    auth_headers, check_ca_path, is_tls_error, tls_message, unauthorized_hint)
+
+CREDENTIAL_OPTIONS = ("username/password or token (rollout_prometheus_username/rollout_prometheus_password "
+                      "or rollout_prometheus_token)")
 
 DEFAULT_TIMEOUT = 10.0
 
@@ -83,19 +88,22 @@ class PrometheusClient:
     """Instant queries against one Prometheus (or a compatible API such as Thanos)."""
 
     def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT, validate_certs: bool = True,
-                 headers: dict[str, str] | None = None, token: str | None = None) -> None:
+                 headers: dict[str, str] | None = None, token: str | None = None, username: str | None = None,
+                 password: str | None = None, ca_path: str | None = None) -> None:
         if not url or not url.startswith(("http://", "https://")):
             raise RolloutError(f"Prometheus URL {url!r} is not an http(s) URL: set `url` (or PROMETHEUS_URL) "
                                "to the server's base address, e.g. http://prometheus:9090")
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.validate_certs = validate_certs
+        self.ca_path = check_ca_path(ca_path, f"Prometheus at {self.url}")
         self.headers = {"Accept": "application/json", **(headers or {})}
-        if token:
-            self.headers["Authorization"] = f"Bearer {token}"
+        self.headers.update(auth_headers(token, username, password, f"Prometheus at {self.url}"))
+        self.has_credentials = "Authorization" in self.headers
         # One TLS context for all queries: open_url would load the CA store again for every request.
         self._request = Request(headers=self.headers, timeout=timeout, validate_certs=validate_certs,
-                                follow_redirects="safe", context=make_context(validate_certs=validate_certs))
+                                follow_redirects="safe",
+                                context=make_context(validate_certs=validate_certs, cafile=self.ca_path))
 
     def query(self, promql: str, at: float | None = None) -> QueryResult:
         """Evaluate ``promql`` at ``at`` (Unix time; default: now on the server)."""
@@ -104,15 +112,15 @@ class PrometheusClient:
             params["time"] = f"{at:.3f}"
         url = f"{self.url}/api/v1/query?{urlencode(params)}"
         status, body = self._get(url)
-        return parse_response(body, status=status, url=self.url)
+        return parse_response(body, status=status, url=self.url, has_credentials=self.has_credentials)
 
     def ready(self) -> str:
         """``GET /-/ready``; returns Prometheus' answer, raises when it is not ready or does not answer."""
         status, body = self._get(f"{self.url}/-/ready")
         text = body[:200].decode("utf-8", errors="replace").strip()
         if status != 200:
-            hint = "; check `token` / `headers`" if status in (401, 403) else \
-                "; it is still starting (replaying its WAL) or shutting down" if status == 503 else ""
+            hint = "; " + unauthorized_hint(status, self.has_credentials, CREDENTIAL_OPTIONS) \
+                if status in (401, 403) else "; it is still starting (replaying its WAL) or shutting down" if status == 503 else ""
             raise PrometheusError(f"Prometheus at {self.url} is not ready: HTTP {status} {text!r}{hint}",
                                   HTTP_ERROR, status=status, url=self.url)
         return text
@@ -128,8 +136,11 @@ class PrometheusClient:
                                   "check that it is up, or raise `timeout`", TIMEOUT, url=self.url) from exc
         except (urllib.error.URLError, ConnectionError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            hint = ("; if it uses a private CA, set `validate_certs: false` or install the CA"
-                    if "CERTIFICATE" in str(reason).upper() else "")
+            if self.url.startswith("https://") and is_tls_error(exc):
+                raise PrometheusError(tls_message("Prometheus", self.url, reason, self.ca_path,
+                                                  "ca_path (rollout_prometheus_ca_path)"),
+                                      UNREACHABLE, url=self.url, tls=True) from exc
+            hint = ""
             raise PrometheusError(f"cannot reach Prometheus at {self.url}: {reason}; check `url` (or "
                                   f"PROMETHEUS_URL) and that Prometheus is running{hint}",
                                   UNREACHABLE, url=self.url) from exc
@@ -194,7 +205,7 @@ def _error_from_envelope(doc: dict, status: int, url: str) -> PrometheusError:
     return PrometheusError(msg, error_type, status=status, url=url)
 
 
-def parse_response(body: bytes, status: int = 200, url: str = "") -> QueryResult:
+def parse_response(body: bytes, status: int = 200, url: str = "", has_credentials: bool = False) -> QueryResult:
     """Turn an ``/api/v1/query`` answer into a QueryResult, or raise PrometheusError.
 
     Understands the error envelope ``{"status": "error", "errorType": ..., "error": ...}``
@@ -208,7 +219,7 @@ def parse_response(body: bytes, status: int = 200, url: str = "") -> QueryResult
         raise _error_from_envelope(doc, status, url)
     if status >= 400:
         snippet = body[:200].decode("utf-8", errors="replace").strip()
-        hint = "; check `token` / `headers`" if status in (401, 403) else ""
+        hint = "; " + unauthorized_hint(status, has_credentials, CREDENTIAL_OPTIONS) if status in (401, 403) else ""
         raise PrometheusError(f"Prometheus at {url} answered HTTP {status}: {snippet!r}{hint}",
                               HTTP_ERROR, status=status, url=url)
     if not isinstance(doc, dict) or doc.get("status") != "success":

@@ -29,6 +29,21 @@ options:
       - "Bearer token, sent as C(Authorization: Bearer <token>). Never printed."
       - Falls back to the environment variable E(ALERTMANAGER_TOKEN).
     type: str
+  username:
+    description:
+      - User name for HTTP basic auth (C(basic_auth_users) of the server's C(--web.config.file), or a proxy in front).
+      - Falls back to the environment variable E(ALERTMANAGER_USERNAME). Not with O(token).
+    type: str
+  password:
+    description:
+      - Password for HTTP basic auth, with O(username). Never printed.
+      - Falls back to the environment variable E(ALERTMANAGER_PASSWORD).
+    type: str
+  ca_path:
+    description:
+      - PEM bundle of the CA(s) to verify an V(https) server's certificate with, instead of the system CA store.
+      - Falls back to the environment variable E(ALERTMANAGER_CA_PATH).
+    type: path
   headers:
     description: Extra HTTP headers for the request (for example what a proxy in front of Alertmanager needs).
     type: dict
@@ -109,6 +124,9 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "url": {"type": "str", "required": True,
             "fallback": (env_fallback, ["SRE_ALERTMANAGER_URL", "ALERTMANAGER_URL"])},
     "token": {"type": "str", "no_log": True, "fallback": (env_fallback, ["ALERTMANAGER_TOKEN"])},
+    "username": {"type": "str", "fallback": (env_fallback, ["ALERTMANAGER_USERNAME"])},
+    "password": {"type": "str", "no_log": True, "fallback": (env_fallback, ["ALERTMANAGER_PASSWORD"])},
+    "ca_path": {"type": "path", "fallback": (env_fallback, ["ALERTMANAGER_CA_PATH"])},
     "headers": {"type": "dict", "default": {}},
     "validate_certs": {"type": "bool", "default": True},
     "timeout": {"type": "float", "default": 10},
@@ -117,7 +135,9 @@ ARGUMENT_SPEC: dict[str, Any] = {
 
 def run(params: dict[str, Any]) -> dict[str, Any]:
     client = AlertmanagerClient(params["url"], token=params["token"], headers=params["headers"],
-                                validate_certs=params["validate_certs"], timeout=params["timeout"])
+                                validate_certs=params["validate_certs"], timeout=params["timeout"],
+                                username=params["username"], password=params["password"],
+                                ca_path=params["ca_path"])
     status = client.status()
     cluster = status.get("cluster") if isinstance(status.get("cluster"), dict) else {}
     version = status.get("versionInfo") if isinstance(status.get("versionInfo"), dict) else {}

@@ -36,6 +36,21 @@ options:
       - Falls back to the environment variable E(ALERTMANAGER_TOKEN).
       - Overrides an C(Authorization) entry of O(headers).
     type: str
+  username:
+    description:
+      - User name for HTTP basic auth (C(basic_auth_users) of the server's C(--web.config.file), or a proxy in front).
+      - Falls back to the environment variable E(ALERTMANAGER_USERNAME). Not with O(token).
+    type: str
+  password:
+    description:
+      - Password for HTTP basic auth, with O(username). Never printed.
+      - Falls back to the environment variable E(ALERTMANAGER_PASSWORD).
+    type: str
+  ca_path:
+    description:
+      - PEM bundle of the CA(s) to verify an V(https) server's certificate with, instead of the system CA store.
+      - Falls back to the environment variable E(ALERTMANAGER_CA_PATH).
+    type: path
   headers:
     description:
       - Extra HTTP headers for every request (for example what a proxy in front of Alertmanager needs).
@@ -259,6 +274,9 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "url": {"type": "str", "required": True,
             "fallback": (env_fallback, ["SRE_ALERTMANAGER_URL", "ALERTMANAGER_URL"])},
     "token": {"type": "str", "no_log": True, "fallback": (env_fallback, ["ALERTMANAGER_TOKEN"])},
+    "username": {"type": "str", "fallback": (env_fallback, ["ALERTMANAGER_USERNAME"])},
+    "password": {"type": "str", "no_log": True, "fallback": (env_fallback, ["ALERTMANAGER_PASSWORD"])},
+    "ca_path": {"type": "path", "fallback": (env_fallback, ["ALERTMANAGER_CA_PATH"])},
     "headers": {"type": "dict", "default": {}},
     "validate_certs": {"type": "bool", "default": True},
     "timeout": {"type": "float", "default": 10},
@@ -279,7 +297,8 @@ ARGUMENT_SPEC: dict[str, Any] = {
 def run(module: AnsibleModule) -> dict[str, Any]:
     p = module.params
     client = AlertmanagerClient(p["url"], token=p["token"], headers=p["headers"],
-                                validate_certs=p["validate_certs"], timeout=p["timeout"])
+                                validate_certs=p["validate_certs"], timeout=p["timeout"],
+                                username=p["username"], password=p["password"], ca_path=p["ca_path"])
     if p["state"] == "present":
         if p["silence_id"]:
             raise RolloutError("silence_id only selects what state=absent expires: with state=present, "

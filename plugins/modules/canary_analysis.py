@@ -154,6 +154,21 @@ options:
     description: Verify the server's TLS certificate.
     type: bool
     default: true
+  username:
+    description:
+      - User name for HTTP basic auth (C(basic_auth_users) of the server's C(--web.config.file), or a proxy in front).
+      - Falls back to the environment variable E(PROMETHEUS_USERNAME). Not with O(token).
+    type: str
+  password:
+    description:
+      - Password for HTTP basic auth, with O(username). Never printed.
+      - Falls back to the environment variable E(PROMETHEUS_PASSWORD).
+    type: str
+  ca_path:
+    description:
+      - PEM bundle of the CA(s) to verify an V(https) server's certificate with, instead of the system CA store.
+      - Falls back to the environment variable E(PROMETHEUS_CA_PATH).
+    type: path
   headers:
     description: Extra HTTP headers for every query (e.g. C(X-Scope-OrgID) for a multi-tenant API).
     type: dict
@@ -332,6 +347,9 @@ ARGUMENT_SPEC = dict(
     validate_certs=dict(type="bool", default=True),
     headers=dict(type="dict", default={}),
     token=dict(type="str", no_log=True, fallback=(env_fallback, ["PROMETHEUS_TOKEN"])),
+    username=dict(type="str", fallback=(env_fallback, ["PROMETHEUS_USERNAME"])),
+    password=dict(type="str", no_log=True, fallback=(env_fallback, ["PROMETHEUS_PASSWORD"])),
+    ca_path=dict(type="path", fallback=(env_fallback, ["PROMETHEUS_CA_PATH"])),
 )
 
 
@@ -345,7 +363,8 @@ def run_module(module: AnsibleModule) -> dict[str, Any]:
     queries = resolve_all(metrics, p["canary"], p["baseline"], p["server_names"], p["haproxy_backend"],
                           p["window"])
     client = PrometheusClient(p["url"], timeout=p["timeout"], validate_certs=p["validate_certs"],
-                              headers=p["headers"], token=p["token"])
+                              headers=p["headers"], token=p["token"], username=p["username"],
+                              password=p["password"], ca_path=p["ca_path"])
     result = run_analysis(metrics, queries, settings, client.query)
     if result["verdict"] == PASS and result["inconclusive_intervals"]:
         module.warn(f"canary analysis passed with {result['inconclusive_intervals']} inconclusive interval(s): "

@@ -29,6 +29,21 @@ options:
       - "Bearer token, sent as C(Authorization: Bearer <token>). Never printed."
       - Falls back to the environment variable E(PROMETHEUS_TOKEN).
     type: str
+  username:
+    description:
+      - User name for HTTP basic auth (C(basic_auth_users) of the server's C(--web.config.file), or a proxy in front).
+      - Falls back to the environment variable E(PROMETHEUS_USERNAME). Not with O(token).
+    type: str
+  password:
+    description:
+      - Password for HTTP basic auth, with O(username). Never printed.
+      - Falls back to the environment variable E(PROMETHEUS_PASSWORD).
+    type: str
+  ca_path:
+    description:
+      - PEM bundle of the CA(s) to verify an V(https) server's certificate with, instead of the system CA store.
+      - Falls back to the environment variable E(PROMETHEUS_CA_PATH).
+    type: path
   headers:
     description: Extra HTTP headers for the request (e.g. C(X-Scope-OrgID) for a multi-tenant API).
     type: dict
@@ -96,6 +111,9 @@ from ansible_collections.sre.rollout.plugins.module_utils._prometheus import Pro
 ARGUMENT_SPEC: dict[str, Any] = {
     "url": {"type": "str", "required": True, "fallback": (env_fallback, ["PROMETHEUS_URL"])},
     "token": {"type": "str", "no_log": True, "fallback": (env_fallback, ["PROMETHEUS_TOKEN"])},
+    "username": {"type": "str", "fallback": (env_fallback, ["PROMETHEUS_USERNAME"])},
+    "password": {"type": "str", "no_log": True, "fallback": (env_fallback, ["PROMETHEUS_PASSWORD"])},
+    "ca_path": {"type": "path", "fallback": (env_fallback, ["PROMETHEUS_CA_PATH"])},
     "headers": {"type": "dict", "default": {}},
     "validate_certs": {"type": "bool", "default": True},
     "timeout": {"type": "float", "default": 10},
@@ -104,7 +122,8 @@ ARGUMENT_SPEC: dict[str, Any] = {
 
 def run(params: dict[str, Any]) -> dict[str, Any]:
     client = PrometheusClient(params["url"], timeout=params["timeout"], validate_certs=params["validate_certs"],
-                              headers=params["headers"], token=params["token"])
+                              headers=params["headers"], token=params["token"], username=params["username"],
+                              password=params["password"], ca_path=params["ca_path"])
     return {"changed": False, "available": True, "answer": client.ready(), "url": client.url}
 
 

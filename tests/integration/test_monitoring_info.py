@@ -10,7 +10,10 @@ import socket
 
 import pytest
 
-pytestmark = pytest.mark.lab
+import labkit
+
+# Profile-agnostic: on the production lab the modules get its CA and credentials (labkit.monitoring_args).
+pytestmark = [pytest.mark.lab, pytest.mark.production_profile]
 
 
 def closed_port_url() -> str:
@@ -21,7 +24,8 @@ def closed_port_url() -> str:
 
 @pytest.mark.parametrize("check", [False, True], ids=["run", "check mode"])
 def test_alertmanager_info_reads_the_status(lab, ansible, check):
-    result = ansible.module("alertmanager_info", {"url": lab["alertmanager"]["url"] + "/api/v2"}, check=check)["localhost"]
+    args = {**labkit.monitoring_args(lab, "alertmanager"), "url": lab["alertmanager"]["url"] + "/api/v2"}
+    result = ansible.module("alertmanager_info", args, check=check)["localhost"]
     assert not result.get("failed"), result
     assert (result["available"], result["changed"]) == (True, False)
     assert result["version"] and result["cluster_status"] in ("ready", "settling", "disabled")
@@ -30,9 +34,13 @@ def test_alertmanager_info_reads_the_status(lab, ansible, check):
 
 
 def test_alertmanager_info_takes_its_token_from_the_environment(lab, ansible):
-    result = ansible.module("alertmanager_info", {"url": lab["alertmanager"]["url"]},
-                            envvars={"ALERTMANAGER_TOKEN": "s3cret"})["localhost"]
-    assert result["available"] is True, result
+    args = {k: v for k, v in labkit.monitoring_args(lab, "alertmanager").items() if k in ("url", "ca_path")}
+    result = ansible.module("alertmanager_info", args, envvars={"ALERTMANAGER_TOKEN": "s3cret"})["localhost"]
+    if labkit.is_production(lab):  # basic auth only: the token is sent, and refused
+        assert result["failed"] is True and "HTTP 401" in result["msg"], result
+        assert "credentials given were refused" in result["msg"] and lab["alertmanager"]["url"] in result["msg"]
+    else:
+        assert result["available"] is True, result
     assert "s3cret" not in str(result)
 
 
@@ -46,12 +54,14 @@ def test_alertmanager_info_fails_when_alertmanager_does_not_answer(ansible):
 
 @pytest.mark.parametrize("check", [False, True], ids=["run", "check mode"])
 def test_prometheus_info_is_ready(lab, ansible, check):
-    result = ansible.module("prometheus_info", {"url": lab["prometheus"]["url"]}, check=check,
-                            envvars={"PROMETHEUS_TOKEN": "s3cret"})["localhost"]
+    args = labkit.monitoring_args(lab, "prometheus")
+    secret = args.get("password") or "s3cret"
+    envvars = {} if labkit.is_production(lab) else {"PROMETHEUS_TOKEN": "s3cret"}
+    result = ansible.module("prometheus_info", args, check=check, envvars=envvars)["localhost"]
     assert not result.get("failed"), result
     assert (result["available"], result["changed"]) == (True, False)
     assert "ready" in result["answer"].lower()
-    assert "s3cret" not in str(result)
+    assert secret not in str(result)
 
 
 def test_prometheus_info_fails_when_prometheus_does_not_answer(ansible):

@@ -22,6 +22,7 @@ from release_checks import (activations, assert_all_serving, haproxy_states, led
 HOOKS = Path(__file__).resolve().parent / "hooks"
 
 
+@pytest.mark.production_profile
 def test_full_release_then_rollback(fresh, ansible):
     lab = fresh
     rid = release_id("full")
@@ -177,6 +178,7 @@ BAD_INPUTS = {
 }
 
 
+@pytest.mark.production_profile
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_input_is_refused_in_preflight(lab, case, tmp_path):
     extra, message = BAD_INPUTS[case]

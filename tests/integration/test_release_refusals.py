@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import labkit
 from release_checks import active_silences, assert_all_serving, haproxy_states, locks, release_id, staged, versions
 
@@ -29,6 +31,7 @@ def _fleet(lab: dict) -> dict:
             "silences": [s["id"] for s in active_silences(lab)]}
 
 
+@pytest.mark.production_profile
 def test_a_version_the_hosts_cannot_stage_is_refused_before_any_change(lab, ansible):
     before = _fleet(lab)
     rid = release_id("tilde")

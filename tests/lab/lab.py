@@ -12,6 +12,14 @@ shared dict changed through a loopback admin API; `reload`: a plain upstream
 file, changed by edit + `nginx -t` + reload), and `nginx-reload`, a plain nginx
 (no Lua module loaded) in reload mode, for the tests of that mode.
 
+LAB_PROFILE=production shapes the lab like production: Alertmanager and Prometheus over HTTPS
+(certificates of a CA the lab makes with the openssl CLI, $LAB_DIR/pki/ca.crt) with HTTP basic
+auth (their --web.config.file; bcrypt hashes), the passwords in $LAB_DIR/secrets/ (mode 0600,
+never printed); HAProxy's backend and servers and nginx's upstream named unlike the inventory
+(backend be_shop, servers shop-a1..., upstream up_shop). lab.json records the profile and the
+names; the lab inventory takes them from there. The default profile keeps plain HTTP and the
+inventory's names (backend and upstream `app`, servers web01...).
+
 Environment: LAB_DIR (default <repo>/.lab), LAB_NET (default 10: hosts on
 127.0.<NET>.N, service ports 10000 + 100*NET + offset), LAB_HOSTS (default 6).
 LAB_NET and LAB_HOSTS shape a new lab; a lab that exists keeps the shape recorded
@@ -22,8 +30,11 @@ Everything listens on loopback only. Nothing is ever killed by name.
 
 from __future__ import annotations
 
+import base64
 import getpass
 import json
+import secrets
+import ssl
 import os
 import shutil
 import signal
@@ -39,6 +50,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 LAB = Path(os.environ.get("LAB_DIR") or REPO / ".lab").resolve()
+
+
+def log(msg: str) -> None:
+    print(f"lab: {msg}", flush=True)
+
+
+def die(msg: str) -> None:
+    print(f"lab: ERROR: {msg}", file=sys.stderr, flush=True)
+    sys.exit(1)
 
 
 def read_pid(pidfile: Path) -> int | None:
@@ -101,6 +121,40 @@ MAX_HOSTS = 254  # one address each, 127.0.NET.1-254
 ZONES = ("zone-a", "zone-b", "zone-c")
 INITIAL = "app-1.0.0"
 NGINX_MODES = ("lua", "reload")
+PROFILES = ("default", "production")
+
+
+def _profile() -> str:
+    """LAB_PROFILE for a new lab; a lab that exists keeps the profile its lab.json records."""
+    wanted = os.environ.get("LAB_PROFILE", "")
+    recorded = ""
+    try:
+        recorded = json.loads((LAB / "lab.json").read_text()).get("profile", "default")
+    except (OSError, ValueError, AttributeError):
+        pass
+    profile = wanted or recorded or "default"
+    if profile not in PROFILES:
+        die(f"LAB_PROFILE must be one of {', '.join(PROFILES)}, got {profile!r}")
+    if recorded and wanted and wanted != recorded and any(
+            running(p) for p in LAB.glob("run/*.pid")):
+        die(f"the lab in {LAB} runs the {recorded} profile; `make lab-down` first to start it as {wanted}")
+    return profile
+
+
+PROFILE = _profile()
+PRODUCTION = PROFILE == "production"
+SCHEME = "https" if PRODUCTION else "http"
+# The load balancers' own names for the pool and its members (production: not the inventory's).
+BACKEND = "be_shop" if PRODUCTION else "app"
+UPSTREAM = "up_shop" if PRODUCTION else "app"
+PKI = LAB / "pki"
+SECRETS = LAB / "secrets"
+MONITORING_USERS = {"alertmanager": "rollout-am", "prometheus": "rollout-prom"}
+
+
+def server_name(index: int, host_name: str) -> str:
+    """HAProxy's name of the index-th host (1-based): the inventory name, or shop-a1... in production."""
+    return f"shop-a{index}" if PRODUCTION else host_name
 
 PORTS = {
     "haproxy_frontend": BASE + 80,
@@ -116,15 +170,6 @@ PORTS = {
 
 RUN = LAB / "run"
 LOGS = LAB / "logs"
-
-
-def log(msg: str) -> None:
-    print(f"lab: {msg}", flush=True)
-
-
-def die(msg: str) -> None:
-    print(f"lab: ERROR: {msg}", file=sys.stderr, flush=True)
-    sys.exit(1)
 
 
 # --------------------------------------------------------------------------- processes
@@ -216,9 +261,23 @@ def which(*names: str) -> str:
     return ""
 
 
-def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+def monitoring_request(service: str, path: str, method: str = "GET") -> urllib.request.Request:
+    """A request to the lab's Alertmanager / Prometheus, with the profile's credentials."""
+    req = urllib.request.Request(monitoring_json(service)["url"] + path, method=method)
+    if PRODUCTION:
+        raw = f"{MONITORING_USERS[service]}:{password(service)}".encode()
+        req.add_header("Authorization", "Basic " + base64.b64encode(raw).decode())
+    return req
+
+
+def tls_context() -> ssl.SSLContext | None:
+    return ssl.create_default_context(cafile=str(PKI / "ca.crt")) if PRODUCTION else None
+
+
+def http_get(url, timeout: float = 2.0) -> tuple[int, bytes]:
+    """GET a URL or a Request (monitoring_request); the lab CA verifies https."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
+        with urllib.request.urlopen(url, timeout=timeout, context=tls_context()) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
@@ -243,24 +302,26 @@ def hosts() -> list[dict]:
         name = f"web{i:02d}"
         addr = f"127.0.{NET}.{i}"
         out.append({"name": name, "address": addr, "port": APP_PORT, "root": str(LAB / "hosts" / name),
-                    "url": f"http://{addr}:{APP_PORT}", "zone": ZONES[(i - 1) % len(ZONES)]})
+                    "url": f"http://{addr}:{APP_PORT}", "zone": ZONES[(i - 1) % len(ZONES)],
+                    "haproxy_server": server_name(i, name)})
     return out
 
 
 def lab_json() -> dict:
     return {
-        "lab_dir": str(LAB), "net": NET, "repo": str(REPO),
+        "lab_dir": str(LAB), "net": NET, "repo": str(REPO), "profile": PROFILE,
         "haproxy": {"url": f"http://127.0.0.1:{PORTS['haproxy_frontend']}",
                     "socket": str(LAB / "haproxy" / "admin.sock"),
                     "admin_tcp": f"127.0.0.1:{PORTS['haproxy_admin']}",
                     "exporter": f"http://127.0.0.1:{PORTS['haproxy_exporter']}/metrics",
-                    "backend": "app", "config": str(LAB / "haproxy" / "haproxy.cfg"),
+                    "backend": BACKEND, "config": str(LAB / "haproxy" / "haproxy.cfg"),
+                    "servers": {h["name"]: h["haproxy_server"] for h in hosts()},
                     "pidfile": str(RUN / "haproxy.pid"),
                     "state_file": str(LAB / "haproxy" / "server-state")},
         "nginx": nginx_json("nginx", NGINX_MODE),
         "nginx_reload": nginx_json("nginx-reload", "reload"),
-        "prometheus": {"url": f"http://127.0.0.1:{PORTS['prometheus']}"},
-        "alertmanager": {"url": f"http://127.0.0.1:{PORTS['alertmanager']}"},
+        "prometheus": monitoring_json("prometheus"),
+        "alertmanager": monitoring_json("alertmanager"),
         "artifacts": {"url": f"http://127.0.0.1:{PORTS['artifacts']}", "dir": str(LAB / "artifacts")},
         "ssh": {"port": SSH_PORT, "key": str(LAB / "ssh" / "id_ed25519"), "user": getpass.getuser(),
                 "known_hosts": str(LAB / "ssh" / "known_hosts")},
@@ -268,6 +329,18 @@ def lab_json() -> dict:
         "app": {"name": "app", "env": "lab", "initial": INITIAL},
         "hosts": hosts(),
     }
+
+
+def monitoring_json(service: str) -> dict:
+    """Where Alertmanager / Prometheus answer; in production also the CA and the credentials' location.
+
+    The password is not in lab.json: ``password_file`` names the file (mode 0600) that holds it.
+    """
+    out = {"url": f"{SCHEME}://127.0.0.1:{PORTS[service]}"}
+    if PRODUCTION:
+        out.update({"ca_path": str(PKI / "ca.crt"), "username": MONITORING_USERS[service],
+                    "password_file": str(SECRETS / f"{service}.password")})
+    return out
 
 
 def write_inventory_vars() -> None:
@@ -509,7 +582,7 @@ def setup_hosts() -> None:
 
 
 def haproxy_cfg() -> str:
-    servers = "".join(f"    server {h['name']} {h['address']}:{h['port']} check\n" for h in hosts())
+    servers = "".join(f"    server {h['haproxy_server']} {h['address']}:{h['port']} check\n" for h in hosts())
     hp = LAB / "haproxy"
     return f"""# lab HAProxy: everything on loopback
 global
@@ -531,13 +604,13 @@ defaults
 
 frontend fe_app
     bind 127.0.0.1:{PORTS['haproxy_frontend']}
-    default_backend app
+    default_backend {BACKEND}
 
 frontend fe_exporter
     bind 127.0.0.1:{PORTS['haproxy_exporter']}
     http-request use-service prometheus-exporter if {{ path /metrics }}
 
-backend app
+backend {BACKEND}
     balance roundrobin
     option httpchk GET /health
     http-check expect status 200
@@ -595,7 +668,7 @@ def nginx_json(name: str, mode: str) -> dict:
     """One lab nginx: where it listens, its files, and the lb_member endpoint for its mode."""
     ng = LAB / name
     port = PORTS["nginx" if name == "nginx" else "nginx_reload"]
-    out = {"name": name, "mode": mode, "url": f"http://127.0.0.1:{port}", "upstream": "app",
+    out = {"name": name, "mode": mode, "url": f"http://127.0.0.1:{port}", "upstream": UPSTREAM,
            "upstream_file": str(ng / "upstream_app.conf"), "conf": str(ng / "nginx.conf"), "prefix": str(ng),
            "pidfile": str(ng / "nginx.pid"), "binary": which("nginx")}
     if mode == "lua":
@@ -630,7 +703,7 @@ NGINX_MODE = _nginx_mode()
 def nginx_upstream() -> str:
     """The reload mode's upstream file: one server line per host, named by its address."""
     servers = "".join(f"    server {h['address']}:{h['port']} max_fails=1 fail_timeout=2s;\n" for h in hosts())
-    return f"upstream app {{\n{servers}}}\n"
+    return f"upstream {UPSTREAM} {{\n{servers}}}\n"
 
 
 def nginx_members() -> str:
@@ -661,10 +734,10 @@ worker_processes 2;
                 "load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;\n") + head
         http_extra = f"""    lua_shared_dict sre_rollout 1m;
     lua_package_path "{HERE / 'nginx'}/?.lua;;";
-    init_by_lua_block {{ require("rollout_balancer").seed("app", "{ng / 'members_app.txt'}") }}
-    upstream app {{
+    init_by_lua_block {{ require("rollout_balancer").seed("{UPSTREAM}", "{ng / 'members_app.txt'}") }}
+    upstream {UPSTREAM} {{
         server 0.0.0.1;  # placeholder: the balancer sets the peer of every request
-        balancer_by_lua_block {{ require("rollout_balancer").balance("app") }}
+        balancer_by_lua_block {{ require("rollout_balancer").balance("{UPSTREAM}") }}
     }}
 """
         location_extra = """            log_by_lua_block { require("rollout_balancer").done() }
@@ -684,7 +757,7 @@ http {{
 {temp}{http_extra}    server {{
         listen 127.0.0.1:{port};
         location / {{
-            proxy_pass http://app;
+            proxy_pass http://{UPSTREAM};
             proxy_connect_timeout 2s;
             proxy_read_timeout 60s;
             proxy_next_upstream off;
@@ -748,6 +821,92 @@ def reset_nginx(name: str) -> None:
         run(nginx_cmd(name, "-s", "reload"))
 
 
+# --------------------------------------------------------------------------- production profile: TLS, auth
+
+
+def openssl(*args: str) -> None:
+    run([which("openssl"), *args])
+
+
+def setup_pki() -> None:
+    """The lab CA and one server certificate for 127.0.0.1 (made once, with the openssl CLI)."""
+    PKI.mkdir(parents=True, exist_ok=True)
+    ca_key, ca_crt = PKI / "ca.key", PKI / "ca.crt"
+    key, crt = PKI / "server.key", PKI / "server.crt"
+    if ca_crt.exists() and crt.exists() and key.exists():
+        return
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca_crt),
+            "-days", "365", "-subj", "/CN=sre-rollout lab CA", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    (PKI / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"
+                                    "basicConstraints=CA:FALSE\n")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(PKI / "server.csr"),
+            "-subj", "/CN=127.0.0.1")
+    openssl("x509", "-req", "-in", str(PKI / "server.csr"), "-CA", str(ca_crt), "-CAkey", str(ca_key),
+            "-CAcreateserial", "-out", str(crt), "-days", "365", "-extfile", str(PKI / "server.ext"))
+    for f in (ca_key, key):
+        os.chmod(f, 0o600)
+    log(f"made the lab CA {ca_crt} and a certificate for 127.0.0.1")
+
+
+def password(service: str) -> str:
+    return (SECRETS / f"{service}.password").read_text().strip()
+
+
+def bcrypt_hash(secret: str) -> str:
+    """A bcrypt hash for basic_auth_users: Python's bcrypt, else libcrypt's (Python's crypt), else htpasswd -B."""
+    try:
+        import bcrypt  # type: ignore[import-not-found]
+        return bcrypt.hashpw(secret.encode(), bcrypt.gensalt(rounds=10)).decode()
+    except ImportError:
+        pass
+    try:
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import crypt  # pylint: disable=deprecated-module  # libxcrypt's bcrypt ($2b$)
+        if crypt.METHOD_BLOWFISH in crypt.methods:
+            return crypt.crypt(secret, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1 << 10))
+    except ImportError:
+        pass
+    htpasswd = shutil.which("htpasswd")
+    if htpasswd:
+        out = subprocess.run([htpasswd, "-inbBC", "10", "rollout"], input=secret, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        return out.split(":", 1)[1]
+    die("no bcrypt implementation: install python3-bcrypt (or apache2-utils for htpasswd)")
+    return ""
+
+
+def setup_secrets() -> None:
+    """One password per service (made once, mode 0600) and the web config that asks for it."""
+    SECRETS.mkdir(parents=True, exist_ok=True)
+    os.chmod(SECRETS, 0o700)
+    for service in MONITORING_USERS:
+        f = SECRETS / f"{service}.password"
+        if not f.exists():
+            f.write_text(secrets.token_urlsafe(18) + "\n")
+            os.chmod(f, 0o600)
+        web = LAB / service / "web.yml"
+        web.parent.mkdir(parents=True, exist_ok=True)
+        stamp = SECRETS / f"{service}.hashed"
+        if web.exists() and stamp.exists() and stamp.stat().st_mtime >= f.stat().st_mtime:
+            continue
+        web.write_text(f"""# lab {service}: HTTPS with the lab CA's certificate, basic auth (LAB_PROFILE=production)
+tls_server_config:
+  cert_file: {PKI / 'server.crt'}
+  key_file: {PKI / 'server.key'}
+basic_auth_users:
+  {MONITORING_USERS[service]}: '{bcrypt_hash(password(service))}'
+""")
+        os.chmod(web, 0o600)
+        stamp.write_text("")
+
+
+def web_config_flag(service: str) -> list[str]:
+    return [f"--web.config.file={LAB / service / 'web.yml'}"] if PRODUCTION else []
+
+
 def start_prometheus() -> None:
     pd = LAB / "prometheus"
     pd.mkdir(parents=True, exist_ok=True)
@@ -770,7 +929,8 @@ scrape_configs:
     require_port("127.0.0.1", PORTS["prometheus"], "prometheus")
     spawn("prometheus", [which("prometheus"), f"--config.file={pd / 'prometheus.yml'}",
                          f"--storage.tsdb.path={pd / 'data'}", "--storage.tsdb.retention.time=1d",
-                         f"--web.listen-address=127.0.0.1:{PORTS['prometheus']}", "--web.enable-lifecycle"])
+                         f"--web.listen-address=127.0.0.1:{PORTS['prometheus']}", "--web.enable-lifecycle",
+                         *web_config_flag("prometheus")])
 
 
 def start_alertmanager() -> None:
@@ -790,7 +950,7 @@ receivers:
     spawn("alertmanager", [which("prometheus-alertmanager", "alertmanager"),
                            f"--config.file={ad / 'alertmanager.yml'}", f"--storage.path={ad / 'data'}",
                            f"--web.listen-address=127.0.0.1:{PORTS['alertmanager']}",
-                           "--cluster.listen-address="])
+                           "--cluster.listen-address=", *web_config_flag("alertmanager")])
 
 
 def start_artifacts() -> None:
@@ -807,7 +967,7 @@ def haproxy_status() -> dict[str, str]:
     out = {}
     for line in haproxy_cmd("show stat").splitlines():
         f = line.split(",")
-        if len(f) > 17 and f[0] == "app" and f[1] not in ("BACKEND", "FRONTEND"):
+        if len(f) > 17 and f[0] == BACKEND and f[1] not in ("BACKEND", "FRONTEND"):
             out[f[1]] = f[17]
     return out
 
@@ -821,10 +981,10 @@ def wait_ready() -> None:
     wait_for("nginx answering", lambda: http_get(L["nginx"]["url"] + "/")[0] == 200, 15)
     wait_for("nginx-reload answering", lambda: http_get(L["nginx_reload"]["url"] + "/")[0] == 200, 15)
     wait_for("artifact repository", lambda: http_get(L["artifacts"]["url"] + "/SHA256SUMS")[0] == 200, 15)
-    wait_for("alertmanager", lambda: http_get(L["alertmanager"]["url"] + "/api/v2/status")[0] == 200, 30)
+    wait_for("alertmanager", lambda: http_get(monitoring_request("alertmanager", "/api/v2/status"))[0] == 200, 30)
 
     def prom_targets_up() -> bool:
-        code, body = http_get(L["prometheus"]["url"] + "/api/v1/targets")
+        code, body = http_get(monitoring_request("prometheus", "/api/v1/targets"))
         if code != 200:
             return False
         active = json.loads(body)["data"]["activeTargets"]
@@ -842,6 +1002,9 @@ def up() -> None:
         d.mkdir(parents=True, exist_ok=True)
     build_artifacts()
     (LAB / "cmdb.json").write_text(json.dumps(cmdb_json(), indent=2) + "\n")
+    if PRODUCTION:
+        setup_pki()
+        setup_secrets()
     setup_ssh()
     start_sshd()
     setup_hosts()
@@ -856,7 +1019,7 @@ def up() -> None:
     wait_ready()
     L = lab_json()
     print(f"""
-lab is up ({NHOSTS} hosts on 127.0.{NET}.1-{NHOSTS}, every host on {INITIAL}):
+lab is up, {PROFILE} profile ({NHOSTS} hosts on 127.0.{NET}.1-{NHOSTS}, every host on {INITIAL}):
   HAProxy       {L['haproxy']['url']}   runtime API {L['haproxy']['socket']} and {L['haproxy']['admin_tcp']}
   HAProxy stats {L['haproxy']['exporter']}
   nginx         {L['nginx']['url']}   {L['nginx']['mode']} mode, {L['nginx'].get('admin_url') or 'upstream file ' + L['nginx']['upstream_file']}
@@ -866,7 +1029,10 @@ lab is up ({NHOSTS} hosts on 127.0.{NET}.1-{NHOSTS}, every host on {INITIAL}):
   artifacts     {L['artifacts']['url']}/
   ssh           port {SSH_PORT}, key {L['ssh']['key']}
   hosts         {', '.join(h['name'] + '=' + h['url'] for h in L['hosts'])}
-  description   {LAB / 'lab.json'}""", flush=True)
+  description   {LAB / 'lab.json'}""" + (f"""
+  TLS           CA {PKI / 'ca.crt'}; HAProxy backend {BACKEND} (servers shop-a1...), nginx upstream {UPSTREAM}
+  credentials   basic auth, user and password file per service in lab.json (passwords in {SECRETS})"""
+                                       if PRODUCTION else ""), flush=True)
 
 
 def all_pidfiles() -> list[tuple[Path, str]]:
@@ -904,7 +1070,6 @@ def status() -> int:
 
 def reset() -> None:
     """Put the lab back to its initial state: every host on app-1.0.0, all enabled, no silences."""
-    L = lab_json()
     for flag in FAULTS.glob("*") if FAULTS.is_dir() else []:  # no host is cut off or hung any more
         flag.unlink(missing_ok=True)
     for h in hosts():
@@ -927,17 +1092,16 @@ def reset() -> None:
         write_app_env(h)
         start_app(h)
     for h in hosts():
-        haproxy_cmd(f"set server app/{h['name']} state ready")
-        haproxy_cmd(f"set server app/{h['name']} weight 100")
+        haproxy_cmd(f"set server {BACKEND}/{h['haproxy_server']} state ready")
+        haproxy_cmd(f"set server {BACKEND}/{h['haproxy_server']} weight 100")
     reset_nginx("nginx")
     reset_nginx("nginx-reload")
-    code, body = http_get(L["alertmanager"]["url"] + "/api/v2/silences")
+    code, body = http_get(monitoring_request("alertmanager", "/api/v2/silences"))
     if code == 200:
         for s in json.loads(body):
             if s["status"]["state"] != "expired":
-                req = urllib.request.Request(f"{L['alertmanager']['url']}/api/v2/silence/{s['id']}",
-                                             method="DELETE")
-                urllib.request.urlopen(req, timeout=5).read()
+                req = monitoring_request("alertmanager", f"/api/v2/silence/{s['id']}", method="DELETE")
+                urllib.request.urlopen(req, timeout=5, context=tls_context()).read()
     wait_ready()
     log("reset: every host on app-1.0.0 and ready in both load balancers")
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.sre.rollout.plugins.filter.lb import FilterModule, lb_lost_members, lb_ready_members
+from ansible_collections.sre.rollout.plugins.filter.lb import (FilterModule, lb_lost_members, lb_ready_members,
+                                                          lb_unknown_members)
 
 
 def m(name: str, state: str = "ready", health: str = "UP", weight: int = 100) -> dict:
@@ -63,7 +64,7 @@ def test_ready_members_on_every_endpoint():
 
 
 def test_registered_names():
-    assert set(FilterModule().filters()) == {"lb_lost_members", "lb_ready_members", "lb_names"}
+    assert set(FilterModule().filters()) == {"lb_lost_members", "lb_ready_members", "lb_names", "lb_unknown_members"}
 
 
 def test_lb_names_reads_each_hosts_lb_set():
@@ -83,3 +84,48 @@ def test_lb_names_reads_each_hosts_lb_set():
     assert lb_names(hostvars, ["web04"], "haproxy") == {"pool": None, "pools": [], "members": {}}
     with pytest.raises(AnsibleFilterError, match="'web09' is not a host"):
         lb_names(hostvars, ["web09"], "haproxy")
+
+
+# --------------------------------------------------------------------------- lb_unknown_members
+
+SNAPSHOT = {"pools": [
+    {"name": "haproxy", "endpoint": "/run/haproxy.sock", "pool": "be_shop",
+     "members": [{"name": "shop-a1", "address": "10.0.0.1:8080"}, {"name": "shop-a2", "address": "10.0.0.2:8080"}]},
+    {"name": "nginx", "endpoint": "http://127.0.0.1:82/sre-rollout", "pool": "up_shop",
+     "members": [{"name": "web01", "address": "10.0.0.1:8080"}, {"name": "web02", "address": "10.0.0.2:8080"}]},
+]}
+
+
+def _hostvars(haproxy_member: str, nginx_member: str = "{addr}:8080") -> dict:
+    out = {}
+    for i, host in enumerate(("web01", "web02"), start=1):
+        out[host] = {"rollout_lbs": [
+            {"name": "haproxy", "kind": "haproxy", "pool": "be_shop", "member": haproxy_member.format(i=i)},
+            {"name": "nginx", "kind": "nginx", "pool": "up_shop", "member": nginx_member.format(addr=f"10.0.0.{i}")}]}
+    return out
+
+
+def test_lb_unknown_members_is_empty_when_every_member_is_there_by_name_or_address():
+    assert lb_unknown_members(SNAPSHOT, _hostvars("shop-a{i}"), ["web01", "web02"]) == []
+
+
+def test_lb_unknown_members_names_the_host_the_pool_and_what_the_pool_has():
+    unknown = lb_unknown_members(SNAPSHOT, _hostvars("web0{i}"), ["web01", "web02"])
+    assert [(u["host"], u["lb"], u["pool"], u["member"]) for u in unknown] == [
+        ("web01", "haproxy", "be_shop", "web01"), ("web02", "haproxy", "be_shop", "web02")]
+    assert unknown[0]["known"] == ["shop-a1", "shop-a2"]
+
+
+def test_lb_unknown_members_ignores_a_pool_the_snapshot_does_not_have():
+    hv = _hostvars("shop-a{i}")
+    hv["web01"]["rollout_lbs"][0]["pool"] = "other"
+    assert lb_unknown_members(SNAPSHOT, hv, ["web01"]) == []
+
+
+def test_lb_unknown_members_refuses_a_host_not_in_the_inventory():
+    with pytest.raises(AnsibleFilterError, match="not a host of the inventory"):
+        lb_unknown_members(SNAPSHOT, {}, ["web09"])
+
+
+def test_lb_unknown_members_is_registered():
+    assert FilterModule().filters()["lb_unknown_members"] is lb_unknown_members

@@ -577,7 +577,7 @@ def test_token_is_sent_as_bearer_and_never_in_errors(fake):
     sent = fake.requests[0]["headers"]
     assert sent["authorization"] == "Bearer s3cr3t-token" and sent["x-scope-orgid"] == "team-a"
     assert "s3cr3t-token" not in info.value.msg and "s3cr3t-token" not in json.dumps(info.value.details)
-    assert "HTTP 401" in info.value.msg and "set token or headers" in info.value.msg
+    assert "HTTP 401" in info.value.msg and "the credentials given were refused" in info.value.msg
 
 
 @pytest.mark.parametrize("status, body, hint", [

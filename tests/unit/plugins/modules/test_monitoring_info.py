@@ -115,7 +115,7 @@ def test_alertmanager_down_fails_with_what_to_check(capsys):
 
 
 @pytest.mark.parametrize("status,body,fragment", [
-    (401, b"Unauthorized", "wants credentials: set token or headers"),
+    (401, b"Unauthorized", "wants credentials and none were given: set username/password or token"),
     (404, b"404 page not found", "check that url is Alertmanager's base URL"),
     (200, b"<html>login</html>", "not JSON"),
     (200, b"[]", "not an object"),
@@ -163,7 +163,7 @@ def test_prometheus_token_and_headers_are_sent_and_the_token_is_not_shown(server
 
 @pytest.mark.parametrize("status,body,fragment", [
     (503, b"Service Unavailable", "is not ready: HTTP 503 'Service Unavailable'; it is still starting"),
-    (401, b"Unauthorized", "is not ready: HTTP 401 'Unauthorized'; check `token` / `headers`"),
+    (401, b"Unauthorized", "is not ready: HTTP 401 'Unauthorized'; it wants credentials and none were given"),
 ])
 def test_prometheus_not_ready_fails_with_a_hint(server, capsys, status, body, fragment):
     server.answer = (status, body)
