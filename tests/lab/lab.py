@@ -156,6 +156,7 @@ def server_name(index: int, host_name: str) -> str:
     """HAProxy's name of the index-th host (1-based): the inventory name, or shop-a1... in production."""
     return f"shop-a{index}" if PRODUCTION else host_name
 
+
 PORTS = {
     "haproxy_frontend": BASE + 80,
     "nginx": BASE + 81,
@@ -1018,6 +1019,9 @@ def up() -> None:
     write_inventory_vars()
     wait_ready()
     L = lab_json()
+    production = f"""
+  TLS           CA {PKI / 'ca.crt'}; HAProxy backend {BACKEND} (servers shop-a1...), nginx upstream {UPSTREAM}
+  credentials   basic auth, user and password file per service in lab.json (passwords in {SECRETS})"""
     print(f"""
 lab is up, {PROFILE} profile ({NHOSTS} hosts on 127.0.{NET}.1-{NHOSTS}, every host on {INITIAL}):
   HAProxy       {L['haproxy']['url']}   runtime API {L['haproxy']['socket']} and {L['haproxy']['admin_tcp']}
@@ -1029,10 +1033,7 @@ lab is up, {PROFILE} profile ({NHOSTS} hosts on 127.0.{NET}.1-{NHOSTS}, every ho
   artifacts     {L['artifacts']['url']}/
   ssh           port {SSH_PORT}, key {L['ssh']['key']}
   hosts         {', '.join(h['name'] + '=' + h['url'] for h in L['hosts'])}
-  description   {LAB / 'lab.json'}""" + (f"""
-  TLS           CA {PKI / 'ca.crt'}; HAProxy backend {BACKEND} (servers shop-a1...), nginx upstream {UPSTREAM}
-  credentials   basic auth, user and password file per service in lab.json (passwords in {SECRETS})"""
-                                       if PRODUCTION else ""), flush=True)
+  description   {LAB / 'lab.json'}""" + (production if PRODUCTION else ""), flush=True)
 
 
 def all_pidfiles() -> list[tuple[Path, str]]:

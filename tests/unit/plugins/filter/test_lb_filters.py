@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.sre.rollout.plugins.filter.lb import (FilterModule, lb_lost_members, lb_ready_members,
-                                                          lb_unknown_members)
+from ansible_collections.sre.rollout.plugins.filter.lb import (
+    FilterModule, lb_lost_members, lb_ready_members, lb_unknown_members,
+)
 
 
 def m(name: str, state: str = "ready", health: str = "UP", weight: int = 100) -> dict:

@@ -48,7 +48,7 @@ def make_ca(d: Path, name: str) -> tuple[Path, Path]:
 def pki(tmp_path_factory):
     d = tmp_path_factory.mktemp("pki")
     ca_key, ca_crt = make_ca(d, "lab-ca")
-    _, other_crt = make_ca(d, "other-ca")
+    _other_key, other_crt = make_ca(d, "other-ca")
     key, csr, crt, ext = d / "server.key", d / "server.csr", d / "server.crt", d / "ext.cnf"
     openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", "/CN=127.0.0.1")
     ext.write_text("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
