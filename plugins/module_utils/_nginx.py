@@ -678,16 +678,47 @@ def _nginx_weight(current: dict[str, Any], weight: Any, reference: str) -> int:
     return int(text)
 
 
-class NginxDriver:
+class _NginxMember:
+    """What both nginx drivers share: health from an HTTP probe of ``health_uri``, the state as the record says."""
+
+    kind = "nginx"
+    percent_weights = False
+    pool: str
+    endpoint: str
+    address: str | None
+    health_uri: str | None
+
+    @property
+    def has_health_check(self) -> bool:
+        return bool(self.health_uri)
+
+    @property
+    def lb_key(self) -> tuple:
+        return (self.kind, self.endpoint, self.pool)
+
+    def _health(self, member) -> str:
+        return probe(member.address, self.health_uri) if self.health_uri else "UNKNOWN"
+
+    @staticmethod
+    def in_state(current: dict[str, Any], target: str) -> bool:
+        return current["state"] == target
+
+    @staticmethod
+    def sessions(current: dict[str, Any]) -> int | None:
+        return current["sessions"]
+
+    def healthy(self) -> tuple[bool, str]:
+        health = probe(self.address, self.health_uri) if self.health_uri else "UNKNOWN"
+        return health == "UP", health
+
+
+class NginxDriver(_NginxMember):
     """nginx in reload mode: the member's ``server`` line in the upstream file, then one graceful reload.
 
     Drain: ``down`` and a reload, then wait until every worker that existed before it has exited
     (nginx lets an old worker exit once its in-flight requests are done). Health comes from an
     HTTP probe of ``health_uri`` when the LB has one; weights are whole numbers only.
     """
-
-    kind = "nginx"
-    percent_weights = False
 
     def __init__(self, lb: LBSpec, instance: NginxInstance, member: str) -> None:
         self.lb = lb
@@ -701,14 +732,6 @@ class NginxDriver:
         self.name = member
 
     @property
-    def has_health_check(self) -> bool:
-        return bool(self.health_uri)
-
-    @property
-    def lb_key(self) -> tuple:
-        return (self.kind, self.endpoint, self.pool)
-
-    @property
     def instance_key(self) -> Any:
         return id(self.instance)
 
@@ -719,9 +742,6 @@ class NginxDriver:
     def batch(self):
         """Changes of every member on this instance made in the block: one edit, one ``nginx -t``, one reload."""
         return self.instance.deferred()
-
-    def _health(self, server) -> str:
-        return probe(server.address, self.health_uri) if self.health_uri else "UNKNOWN"
 
     def snapshot(self) -> list[dict[str, Any]]:
         self.instance.master_pid()  # nginx must be running: check before touching anything
@@ -740,14 +760,6 @@ class NginxDriver:
 
     def preflight(self) -> None:
         self.instance.check_writable()
-
-    @staticmethod
-    def in_state(current: dict[str, Any], target: str) -> bool:
-        return current["state"] == target
-
-    @staticmethod
-    def sessions(current: dict[str, Any]) -> int | None:
-        return current["sessions"]
 
     def _change(self, **kwargs: Any) -> None:
         self.old_workers = self.instance.change(self.pool, self.name, self.address, **kwargs)
@@ -782,12 +794,8 @@ class NginxDriver:
     def set_weight(self, weight: int) -> None:
         self._change(weight=weight)
 
-    def healthy(self) -> tuple[bool, str]:
-        health = probe(self.address, self.health_uri) if self.health_uri else "UNKNOWN"
-        return health == "UP", health
 
-
-class NginxLuaDriver:
+class NginxLuaDriver(_NginxMember):
     """nginx in Lua mode: the balancer's shared dict, through its admin API; never a reload.
 
     Drain: ``drain`` (the balancer picks the member for no new request), wait until its in-flight
@@ -795,9 +803,7 @@ class NginxLuaDriver:
     member for a request, -1 when the request is logged.
     """
 
-    kind = "nginx"
     mode = "lua"
-    percent_weights = False
     reloads = 0
 
     def __init__(self, lb: LBSpec, balancer: LuaBalancer, member: str) -> None:
@@ -811,23 +817,12 @@ class NginxLuaDriver:
         self.name = member
 
     @property
-    def has_health_check(self) -> bool:
-        return bool(self.health_uri)
-
-    @property
-    def lb_key(self) -> tuple:
-        return (self.kind, self.endpoint, self.pool)
-
-    @property
     def instance_key(self) -> Any:
         return id(self.balancer)
 
     @staticmethod
     def batch():
         return nullcontext()
-
-    def _health(self, member) -> str:
-        return probe(member.address, self.health_uri) if self.health_uri else "UNKNOWN"
 
     def snapshot(self) -> list[dict[str, Any]]:
         members = self.balancer.members(self.pool)
@@ -844,14 +839,6 @@ class NginxLuaDriver:
 
     def preflight(self) -> None:
         pass  # the snapshot already reached the admin API
-
-    @staticmethod
-    def in_state(current: dict[str, Any], target: str) -> bool:
-        return current["state"] == target
-
-    @staticmethod
-    def sessions(current: dict[str, Any]) -> int | None:
-        return current["sessions"]
 
     def take_out(self, current: dict[str, Any]) -> None:
         if current["state"] != "drain":
@@ -881,10 +868,6 @@ class NginxLuaDriver:
 
     def set_weight(self, weight: int) -> None:
         self.balancer.set(self.pool, self.name, weight=weight)
-
-    def healthy(self) -> tuple[bool, str]:
-        health = probe(self.address, self.health_uri) if self.health_uri else "UNKNOWN"
-        return health == "UP", health
 
 
 # The options of an nginx LB (``options`` of an lbs item; an endpoint given as a dictionary may
