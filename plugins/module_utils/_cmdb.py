@@ -547,15 +547,15 @@ class FileBackend:
 
     def records(self, kind: str, filters: list[Filter]) -> Iterator[dict]:
         data = self._load()
+        # A bare list or a REST page has no sections: it is read as the VM export it usually is.
         if isinstance(data, list):
-            section = data if kind == "virtual_machines" else []
+            data = {"virtual_machines": data}
         elif isinstance(data, dict) and "results" in data:
-            section = data["results"] if kind == "virtual_machines" else []
-        elif isinstance(data, dict):
-            section = data.get(kind) or []
-        else:
+            data = {"virtual_machines": data["results"]}
+        if not isinstance(data, dict):
             raise CmdbError(f"{self.name} holds a {type(data).__name__}; expected an object with "
                             "virtual_machines and/or devices lists", cmdb=self.name)
+        section = data.get(kind) or []
         if not isinstance(section, list):
             raise CmdbError(f"{self.name}: {kind} is a {type(section).__name__}, not a list", cmdb=self.name)
         return iter(section)
@@ -1011,14 +1011,24 @@ def build_backend(options: dict[str, Any], base_dir: str | None = None) -> FileB
     backend = options.get("backend") or "file"
     if backend not in BACKENDS:
         raise CmdbError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}", option="backend")
-    if backend == "file":
-        return FileBackend(resolve_path(options.get("path"), base_dir))
+    return _FACTORIES[backend](options, base_dir)
+
+
+def _file_backend(options: dict[str, Any], base_dir: str | None) -> FileBackend:
+    return FileBackend(resolve_path(options.get("path"), base_dir))
+
+
+def _rest_backend(options: dict[str, Any], base_dir: str | None) -> RestBackend:
     return RestBackend(
-        url=options.get("url") or "", token=options.get("token"), flavor=backend,
+        url=options.get("url") or "", token=options.get("token"), flavor=options["backend"],
         validate_certs=bool(options.get("validate_certs", True)), ca_path=options.get("ca_path"),
         timeout=float(options.get("timeout") or 30), page_size=int(options.get("page_size") or 250),
         retries=int(options.get("retries") if options.get("retries") is not None else 2),
     )
+
+
+_FACTORIES = {"file": _file_backend, "netbox": _rest_backend, "nautobot": _rest_backend}
+assert set(_FACTORIES) == set(BACKENDS)
 
 
 def resolve_path(path: str | None, base_dir: str | None) -> str:
