@@ -10,21 +10,21 @@ LAB_DIR   ?= $(CURDIR)/.lab
 LAB_NET   ?= 10
 PYTEST_ARGS ?= --durations=15
 # `make test` runs the suite on TEST_LABS labs side by side, one pytest-xdist worker per lab:
-# lab 1 is the default lab ($(LAB_DIR), LAB_NET $(LAB_NET)), lab N is .lab-N on LAB_NET LAB_NET+N-1.
-# `make test-production` runs the production_profile tests on a LAB_PROFILE=production lab.
+# lab 1 is the default lab ($(LAB_DIR), LAB_NET $(LAB_NET)), lab N is .lab-N on LAB_NET LAB_NET+N-1;
+# lab 2 is production-shaped (LAB_PROFILE=production: HTTPS, basic auth, LB names unlike the inventory).
+# Tests marked profile("production") / profile("default") run on that lab whichever worker runs them.
 TEST_LABS ?= 2
 export LAB_HOSTS LAB_DIR
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup venv packages collection lab-up lab-down lab-status demo test test-production test-unit test-cmdb test-matrix bench-quick lint lint-venv clean
+.PHONY: help setup venv packages collection lab-up lab-down lab-status demo test test-unit test-cmdb test-matrix bench-quick lint lint-venv clean
 
 help:
 	@echo "make demo        set everything up and run a release in the lab"
 	@echo "make test        set everything up and run all tests (lab up, pytest, lab down)"
 	@echo "make setup       .venv + Debian packages + collection link"
 	@echo "make lab-up      start the lab (LAB_HOSTS=$(LAB_HOSTS)); make lab-down stops it"
-	@echo "make test-production the release tests on the production-shaped lab (HTTPS, auth, other names)"
 	@echo "make test-cmdb   the CMDB plugin against a real NetBox (slow the first time)"
 	@echo "make test-matrix unit tests on ansible-core $(MATRIX), one lab release on the newest"
 	@echo "make bench-quick the release benchmark's quick mode on a lab of its own (a few minutes)"
@@ -66,22 +66,12 @@ test: setup
 	@rc=0; dirs=""; \
 	for n in $$(seq 1 $(TEST_LABS)); do \
 	  if [ $$n = 1 ]; then dir=$(LAB_DIR); else dir=$(CURDIR)/.lab-$$n; fi; dirs="$$dirs$${dirs:+:}$$dir"; \
-	  LAB_DIR=$$dir LAB_NET=$$(( $(LAB_NET) + n - 1 )) $(PY) tests/lab/lab.py up || { rc=$$?; break; }; \
+	  if [ $$n = 2 ]; then profile=production; else profile=default; fi; \
+	  LAB_DIR=$$dir LAB_NET=$$(( $(LAB_NET) + n - 1 )) LAB_PROFILE=$$profile $(PY) tests/lab/lab.py up || { rc=$$?; break; }; \
 	done; \
 	if [ $$rc = 0 ]; then TEST_LAB_DIRS=$$dirs $(PY) -m pytest -n $(TEST_LABS) --dist worksteal $(PYTEST_ARGS) tests || rc=$$?; fi; \
 	for dir in $${dirs//:/ }; do LAB_DIR=$$dir $(PY) tests/lab/lab.py down || rc=$$?; done; \
 	exit $$rc
-
-# The production-shaped lab (LAB_PROFILE=production: HTTPS with a lab CA and basic auth for Alertmanager and
-# Prometheus, LB names unlike the inventory) and the tests marked production_profile on it: release + rollback,
-# the bad-input refusals, monitoring_info and the profile's own (tests/integration/test_production_profile.py).
-PROD_LAB_DIR ?= $(CURDIR)/.lab-prod
-PROD_LAB_NET ?= 13
-test-production: setup
-	@rc=0; LAB_DIR=$(PROD_LAB_DIR) LAB_NET=$(PROD_LAB_NET) LAB_PROFILE=production $(PY) tests/lab/lab.py up || rc=$$?; \
-	if [ $$rc = 0 ]; then LAB_DIR=$(PROD_LAB_DIR) $(PY) -m pytest -p no:cacheprovider -m production_profile \
-	  $(PYTEST_ARGS) tests/integration || rc=$$?; fi; \
-	LAB_DIR=$(PROD_LAB_DIR) $(PY) tests/lab/lab.py down || rc=$$?; exit $$rc
 
 # A real NetBox 4.x on loopback (PostgreSQL + Redis from Debian, NetBox from PyPI under Python 3.12);
 # the first run migrates for several minutes, later runs restore a cached dump (~/.cache/sre-rollout).

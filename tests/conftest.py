@@ -7,6 +7,8 @@ running lab, described by ``$LAB_DIR/lab.json`` (``make lab-up``).
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import sys
 from pathlib import Path
@@ -44,9 +46,45 @@ def _worker_lab() -> None:
 _worker_lab()
 
 
-@pytest.fixture(scope="session")
-def lab() -> dict:
-    """The running lab's description; fails (never skips) when the lab is down."""
+def _profile(lab_dir: Path) -> str:
+    try:
+        return json.loads((lab_dir / "lab.json").read_text()).get("profile", "default")
+    except (OSError, ValueError):
+        return "default"
+
+
+@pytest.fixture(autouse=True)
+def _the_tests_lab(request, monkeypatch):
+    """Each integration test has a lab to itself for its duration: its worker's, or the profile it asks for.
+
+    ``make test`` runs a default lab and a LAB_PROFILE=production lab side by side, a worker each.
+    A test marked ``profile("production")`` (or ``"default"``) runs on the lab of that profile
+    whichever worker runs it: LAB_DIR points there for the test, and a lock on the lab keeps the
+    other worker's tests off it meanwhile. Every integration test takes its lab's lock, so two tests
+    never share a lab. Without a lab of the profile asked for (TEST_LABS=1), the test is skipped
+    with the reason.
+    """
+    if "tests/integration/" not in request.node.nodeid.replace("\\", "/"):
+        yield
+        return
+    target = labkit.lab_dir()
+    wanted = request.node.get_closest_marker("profile")
+    if wanted and _profile(target) != wanted.args[0]:
+        dirs = [Path(d) for d in os.environ.get("TEST_LAB_DIRS", "").split(os.pathsep) if d]
+        others = [d for d in dirs if _profile(d) == wanted.args[0]]
+        if not others:
+            pytest.skip(f"needs a LAB_PROFILE={wanted.args[0]} lab (make test runs one beside the default lab)")
+        target = others[0]
+        monkeypatch.setenv("LAB_DIR", str(target))
+    target.mkdir(parents=True, exist_ok=True)
+    with open(target / ".test.lock", "w", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+@pytest.fixture()
+def lab(_the_tests_lab) -> dict:
+    """The test's lab's description; fails (never skips) when the lab is down."""
     return labkit.load_lab()
 
 
@@ -63,8 +101,8 @@ def load(lab):
     return labkit.LoadRun
 
 
-@pytest.fixture(scope="session")
-def ansible():
+@pytest.fixture()
+def ansible(_the_tests_lab):
     """Run modules / playbooks against the lab through ansible-runner."""
     return labkit.Ansible()
 

@@ -44,6 +44,11 @@ def swap_last_step(hostvars: Any, host: str) -> str:
     return _outcome.last_step(_getter(hostvars, host))
 
 
+def metrics_instances(hostvars: Any, hosts: Iterable[str]) -> dict[str, str]:
+    """Host -> the ``instance`` label of its series in Prometheus (``rollout_metrics_instance``, else its name)."""
+    return {str(h): str(_getter(hostvars, h)("rollout_metrics_instance") or h) for h in hosts}
+
+
 def failed_swap_outcome(failure: Any, rollback: bool = False, restore_failed: bool = False) -> str:
     """The outcome of a rescued swap: timed_out, rolled_back or failed (see module_utils/_outcome.py)."""
     return _outcome.failed_swap_outcome(failure if isinstance(failure, Mapping) else None, bool(rollback),
@@ -171,4 +176,4 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {"swap_dropped": swap_dropped, "swap_last_step": swap_last_step, "host_records": host_records,
                 "release_verdict": release_verdict, "count_outcomes": count_outcomes,
-                "failed_swap_outcome": failed_swap_outcome}
+                "failed_swap_outcome": failed_swap_outcome, "metrics_instances": metrics_instances}

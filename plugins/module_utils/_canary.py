@@ -47,8 +47,9 @@ INCONCLUSIVE = "inconclusive"
 PASS = "pass"
 ON_INCONCLUSIVE = ("fail", "pass", "pause")
 
-_PLACEHOLDER = re.compile(r"\$(?:\{(HOSTS|SERVERS|BACKEND|WINDOW)\}|(HOSTS|SERVERS|BACKEND|WINDOW)\b)")
-_SELECTORS = ("HOSTS", "SERVERS")
+_PLACEHOLDER = re.compile(r"\$(?:\{(HOSTS|INSTANCES|SERVERS|BACKEND|WINDOW)\}|(HOSTS|INSTANCES|SERVERS|BACKEND|WINDOW)\b)")
+_SELECTORS = ("HOSTS", "INSTANCES", "SERVERS")
+_LB_PLACEHOLDERS = ("SERVERS", "BACKEND")
 _WINDOW = re.compile(r"^(?:[0-9]+(?:ms|s|m|h|d|w|y))+$")
 _RE2_META = set("\\.+*?()|[]{}^$")
 
@@ -74,46 +75,98 @@ class MetricSpec:
         return self.max is not None or self.min is not None
 
 
-# Starting points for services behind HAProxy and for the lab app; real
-# services tune them (or reuse a default by name with other thresholds). The
-# "or vector(0)" keeps an error ratio at 0, not empty, while no 5xx series exists.
-DEFAULT_METRICS: tuple[MetricSpec, ...] = (
-    MetricSpec(
-        name="haproxy_5xx_ratio",
-        query=('(sum(rate(haproxy_server_http_responses_total{proxy="$BACKEND",server=~"$SERVERS",code="5xx"}'
-               '[$WINDOW])) or vector(0))'
-               ' / sum(rate(haproxy_server_http_responses_total{proxy="$BACKEND",server=~"$SERVERS"}[$WINDOW]))'),
-        max=0.05, max_ratio_to_baseline=2.0, min_baseline=0.01),
-    MetricSpec(
-        name="haproxy_response_time",
-        query='avg(haproxy_server_response_time_average_seconds{proxy="$BACKEND",server=~"$SERVERS"})',
-        max=1.0, max_ratio_to_baseline=2.0, min_baseline=0.1),
-    MetricSpec(
-        name="app_error_ratio",
-        query=('(sum(rate(app_http_requests_total{host=~"$HOSTS",code=~"5.."}[$WINDOW])) or vector(0))'
-               ' / sum(rate(app_http_requests_total{host=~"$HOSTS"}[$WINDOW]))'),
-        max=0.05, max_ratio_to_baseline=2.0, min_baseline=0.01),
-    MetricSpec(
-        name="app_p99_latency",
-        query=('histogram_quantile(0.99, sum by (le) '
-               '(rate(app_http_request_duration_seconds_bucket{host=~"$HOSTS"}[$WINDOW])))'),
-        max=2.5, max_ratio_to_baseline=2.0, min_baseline=0.1),
-)
+@dataclass(frozen=True)
+class AppMetrics:
+    """How the app's requests are counted: the names its Prometheus client library gives them.
+
+    The defaults are what the official client libraries' HTTP instrumentation exposes
+    (``http_requests_total{code}`` and the ``http_request_duration_seconds`` histogram); the
+    instance is told apart by the ``instance`` label Prometheus adds when it scrapes.
+    ``selector`` adds matchers every app query carries, e.g. ``job="shop"``.
+    """
+
+    requests: str = "http_requests_total"
+    duration: str = "http_request_duration_seconds"
+    code_label: str = "code"
+    instance_label: str = "instance"
+    selector: str = ""
+
+    def matchers(self, *extra: str) -> str:
+        parts = [f'{self.instance_label}=~"$INSTANCES"', *extra] + ([self.selector] if self.selector else [])
+        return ",".join(parts)
+
+
+# Starting points: HAProxy's built-in exporter, the app's RED metrics and the process collector's
+# base metrics (CPU and resident memory per instance; on a real fleet node_exporter's load and
+# memory, see the module's docs). Real services tune the thresholds (or reuse a default by name
+# with other ones). The "or vector(0)" keeps a ratio or rate at 0, not empty, while no error
+# series exists.
+def default_metrics(app: AppMetrics | None = None) -> tuple[MetricSpec, ...]:
+    app = app or AppMetrics()
+    errors = f'{app.code_label}=~"5.."'
+    return (
+        MetricSpec(
+            name="haproxy_5xx_ratio",
+            query=('(sum(rate(haproxy_server_http_responses_total{proxy="$BACKEND",server=~"$SERVERS",code="5xx"}'
+                   '[$WINDOW])) or vector(0))'
+                   ' / sum(rate(haproxy_server_http_responses_total{proxy="$BACKEND",server=~"$SERVERS"}[$WINDOW]))'),
+            max=0.05, max_ratio_to_baseline=2.0, min_baseline=0.01),
+        MetricSpec(
+            name="haproxy_response_time",
+            query='avg(haproxy_server_response_time_average_seconds{proxy="$BACKEND",server=~"$SERVERS"})',
+            max=1.0, max_ratio_to_baseline=2.0, min_baseline=0.1),
+        MetricSpec(
+            name="haproxy_connection_errors",
+            query=('sum(rate(haproxy_server_connection_errors_total{proxy="$BACKEND",server=~"$SERVERS"}[$WINDOW]))'
+                   ' or vector(0)'),
+            max=1.0, max_ratio_to_baseline=2.0, min_baseline=0.1),
+        MetricSpec(
+            name="app_error_ratio",
+            query=(f'(sum(rate({app.requests}{{{app.matchers(errors)}}}[$WINDOW])) or vector(0))'
+                   f' / sum(rate({app.requests}{{{app.matchers()}}}[$WINDOW]))'),
+            max=0.05, max_ratio_to_baseline=2.0, min_baseline=0.01),
+        MetricSpec(
+            name="app_p99_latency",
+            query=(f'histogram_quantile(0.99, sum by (le) '
+                   f'(rate({app.duration}_bucket{{{app.matchers()}}}[$WINDOW])))'),
+            max=2.5, max_ratio_to_baseline=2.0, min_baseline=0.1),
+        MetricSpec(
+            name="process_cpu",
+            query=f'avg(rate(process_cpu_seconds_total{{{app.matchers()}}}[$WINDOW]))',
+            max_ratio_to_baseline=2.0, min_baseline=0.1),
+        MetricSpec(
+            name="process_memory",
+            query=f'avg(process_resident_memory_bytes{{{app.matchers()}}})',
+            max_ratio_to_baseline=1.5, min_baseline=32 * 1024 * 1024),
+    )
+
+
+DEFAULT_METRICS: tuple[MetricSpec, ...] = default_metrics()
+
+
+def uses_lb_names(spec: MetricSpec) -> bool:
+    """The query selects an LB's own series ($BACKEND or $SERVERS)."""
+    return any(_placeholder_name(m) in _LB_PLACEHOLDERS for m in _PLACEHOLDER.finditer(spec.query))
+
 
 _SPEC_FIELDS = ("name", "query", "max", "min", "max_ratio_to_baseline", "direction", "min_baseline")
 
 
 # --- configuration --------------------------------------------------------------------------------
 
-def build_metrics(raw: list[dict] | None) -> list[MetricSpec]:
+def build_metrics(raw: list[dict] | None, app: AppMetrics | None = None,
+                  has_backend: bool = True) -> list[MetricSpec]:
     """The metric specs to use: the defaults when ``raw`` is empty.
 
     An entry without ``query`` whose ``name`` is a default metric reuses that
-    default, with the thresholds it sets replacing the default's.
+    default, with the thresholds it sets replacing the default's. Without an
+    HAProxy backend (no HAProxy in the LB set) the HAProxy defaults are left out;
+    a metric given explicitly that needs the backend is refused by ``validate``.
     """
+    catalogue = default_metrics(app)
     if not raw:
-        return list(DEFAULT_METRICS)
-    defaults = {m.name: m for m in DEFAULT_METRICS}
+        return [m for m in catalogue if has_backend or not uses_lb_names(m)]
+    defaults = {m.name: m for m in catalogue}
     specs = []
     for item in raw:
         given = {k: v for k, v in item.items() if k in _SPEC_FIELDS and v is not None}
@@ -131,8 +184,15 @@ def build_metrics(raw: list[dict] | None) -> list[MetricSpec]:
 
 
 def validate(canary: list[str], baseline: list[str], metrics: list[MetricSpec], window: str,
-             duration: float, interval: float, failure_limit: int, inconclusive_limit: int) -> None:
+             duration: float, interval: float, failure_limit: int, inconclusive_limit: int,
+             backend: str | None = "-") -> None:
     """Raise CanaryConfigError for a configuration that could not judge the canary."""
+    if not backend:
+        needing = [m.name for m in metrics if uses_lb_names(m)]
+        if needing:
+            raise CanaryConfigError(f"metrics {needing} select HAProxy's series ($BACKEND/$SERVERS) but no "
+                                    "haproxy_backend is given (no HAProxy in the LB set?): give haproxy_backend "
+                                    "and server_names, or leave those metrics out")
     if not canary or not all(isinstance(h, str) and h for h in canary):
         raise CanaryConfigError("`canary` must list at least one host name")
     overlap = sorted(set(canary) & set(baseline))
@@ -159,8 +219,9 @@ def _validate_spec(spec: MetricSpec, has_baseline: bool) -> None:
     if spec.direction not in DIRECTIONS:
         raise CanaryConfigError(f"{where}: direction must be one of {', '.join(DIRECTIONS)}")
     if not any(_placeholder_name(m) in _SELECTORS for m in _PLACEHOLDER.finditer(spec.query)):
-        raise CanaryConfigError(f"{where}: the query uses neither $HOSTS nor $SERVERS, so the canary and the "
-                                "baseline would read the same series; select the hosts, e.g. host=~\"$HOSTS\"")
+        raise CanaryConfigError(f"{where}: the query uses none of $HOSTS, $INSTANCES or $SERVERS, so the canary and the "
+                                "baseline would read the same series; select the hosts, e.g. "
+                                "instance=~\"$INSTANCES\"")
     if not spec.has_absolute_bound and spec.max_ratio_to_baseline is None:
         raise CanaryConfigError(f"{where}: set `max`, `min` or `max_ratio_to_baseline`, else it judges nothing")
     if spec.max_ratio_to_baseline is not None and spec.max_ratio_to_baseline <= 0:
@@ -199,13 +260,16 @@ def regex_alternation(names: list[str]) -> str:
     return promql_string_escape(regex)
 
 
-def resolve_query(template: str, hosts: list[str], servers: list[str], backend: str, window: str) -> str:
-    """Fill ``$HOSTS``, ``$SERVERS``, ``$BACKEND``, ``$WINDOW`` (or ``${HOSTS}``...) in a template.
+def resolve_query(template: str, hosts: list[str], servers: list[str], backend: str | None, window: str,
+                  instances: list[str] | None = None) -> str:
+    """Fill ``$HOSTS``, ``$INSTANCES``, ``$SERVERS``, ``$BACKEND``, ``$WINDOW`` (or ``${HOSTS}``...).
 
+    ``$INSTANCES`` is the hosts' ``instance`` label values (the hosts' names when not given).
     Other ``$`` text (``label_replace``'s ``$1``) is left alone.
     """
     values = {"HOSTS": regex_alternation(hosts), "SERVERS": regex_alternation(servers),
-              "BACKEND": promql_string_escape(backend), "WINDOW": window}
+              "INSTANCES": regex_alternation(hosts if instances is None else instances),
+              "BACKEND": promql_string_escape(backend or ""), "WINDOW": window}
     return _PLACEHOLDER.sub(lambda m: values[_placeholder_name(m)], template)
 
 
@@ -236,6 +300,43 @@ def reading_from_result(result: QueryResult) -> Reading:
     if math.isnan(value):
         return Reading(value=value, problem="NaN (no data in the window, e.g. 0/0 without traffic)")
     return Reading(value=value)
+
+
+_SELECTOR = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{([^{}]*)\}")
+_MATCHER = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
+
+
+def _selector(name: str, matchers: list[tuple[str, str, str]]) -> str:
+    return name + "{" + ",".join(f'{label}{op}"{value}"' for label, op, value in matchers) + "}"
+
+
+def explain_no_series(promql: str, query_fn: "QueryFn", at: float | None) -> str | None:
+    """Why ``promql`` matched nothing: the first series name or matcher that selects no series.
+
+    Each vector selector of the query is tried alone, then with its matchers added one at a time;
+    the first that leaves no series is named, with the values its label does have.
+    """
+    def series(selector: str, by: str | None = None) -> list[dict[str, str]]:
+        query = f"count by ({by}) ({selector})" if by else f"count({selector})"
+        try:
+            return [dict(sample.labels) for sample in query_fn(query, at).samples]
+        except PrometheusError:
+            return [{}]  # cannot tell: say nothing rather than guess
+
+    for name, body in _SELECTOR.findall(promql):
+        if not series(_selector(name, [])):
+            return f"no series is named {name}"
+        kept: list[tuple[str, str, str]] = []
+        for matcher in _MATCHER.findall(body):
+            if not series(_selector(name, kept + [matcher])):
+                label = matcher[0]
+                values = sorted({v for labels in series(_selector(name, kept), by=label)
+                                 for k, v in labels.items() if k == label})
+                shown = ", ".join(values[:8]) + (", ..." if len(values) > 8 else "")
+                have = f"its {label} values are {shown}" if values else f"its series have no {label} label"
+                return f"no {name} series matches {label}{matcher[1]}\"{matcher[2]}\" ({have})"
+            kept.append(matcher)
+    return None
 
 
 def reading_from_error(error: PrometheusError) -> Reading:
@@ -381,6 +482,7 @@ class IntervalReader:
 
     query_fn: QueryFn
     at: float | None = None
+    explained: dict[str, str | None] = field(default_factory=dict)  # promql -> why it matched nothing
 
     def read(self, promql: str, metric: str) -> Reading:
         try:
@@ -392,15 +494,22 @@ class IntervalReader:
         if self.at is None:
             self.at = result.time
         try:
-            return reading_from_result(result)
+            reading = reading_from_result(result)
         except CanaryConfigError as exc:
             raise CanaryConfigError(f"metric {metric!r}: {exc.msg} (query: {promql})", query=promql) from exc
+        if result.samples or reading.usable:
+            return reading
+        if promql not in self.explained:
+            self.explained[promql] = explain_no_series(promql, self.query_fn, self.at)
+        why = self.explained[promql]
+        return Reading(problem=f"no data: {why} (query: {promql})" if why else f"{reading.problem} (query: {promql})")
 
 
 def measure_interval(index: int, metrics: list[MetricSpec], queries: dict[str, dict[str, Any]],
-                     query_fn: QueryFn, wallclock: Callable[[], float] = time.time) -> list[dict]:
+                     query_fn: QueryFn, wallclock: Callable[[], float] = time.time,
+                     explained: dict[str, str | None] | None = None) -> list[dict]:
     """Query every metric for both sides; one measurement dict per metric."""
-    reader = IntervalReader(query_fn)
+    reader = IntervalReader(query_fn, explained={} if explained is None else explained)
     judged = []
     for spec in metrics:
         canary = reader.read(queries[spec.name]["canary"], spec.name)
@@ -417,11 +526,15 @@ def measure_interval(index: int, metrics: list[MetricSpec], queries: dict[str, d
 
 
 def resolve_all(metrics: list[MetricSpec], canary: list[str], baseline: list[str],
-                server_names: dict[str, str], backend: str, window: str) -> dict[str, dict[str, Any]]:
+                server_names: dict[str, str], backend: str | None, window: str,
+                instance_names: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
     """The resolved PromQL per metric and side (``baseline`` is None without baseline hosts)."""
+    instance_names = instance_names or {}
+
     def side(spec: MetricSpec, hosts: list[str]) -> str:
         servers = [server_names.get(h, h) for h in hosts]
-        return resolve_query(spec.query, hosts, servers, backend, window)
+        instances = [instance_names.get(h, h) for h in hosts]
+        return resolve_query(spec.query, hosts, servers, backend, window, instances)
 
     return {spec.name: {"canary": side(spec, canary), "baseline": side(spec, baseline) if baseline else None}
             for spec in metrics}
@@ -433,13 +546,14 @@ def run_analysis(metrics: list[MetricSpec], queries: dict[str, dict[str, Any]], 
                  wallclock: Callable[[], float] = time.time) -> dict[str, Any]:
     """Soak: measure at the end of every interval until ``duration`` or a decision; return the result."""
     tally = Tally(settings)
+    explained: dict[str, str | None] = {}  # a query that matched nothing is explained once per soak
     start = clock()
     plan = planned_times(settings)
     for index, offset in enumerate(plan, start=1):
         wait = start + offset - clock()
         if wait > 0:
             sleep(wait)
-        rows = measure_interval(index, metrics, queries, query_fn, wallclock)
+        rows = measure_interval(index, metrics, queries, query_fn, wallclock, explained)
         tally.measurements.extend(rows)
         tally.add(interval_outcome([Judgement(r["outcome"], r["reason"]) for r in rows]))
         if tally.decided:

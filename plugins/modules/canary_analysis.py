@@ -68,9 +68,47 @@ options:
     type: dict
     default: {}
   haproxy_backend:
-    description: HAProxy backend (C(proxy) label) of the service, for C($BACKEND).
+    description:
+      - HAProxy backend (C(proxy) label) of the service, for C($BACKEND); the release role takes it from
+        C(rollout_lbs).
+      - Not set (no HAProxy in the LB set), the default metrics that read HAProxy's series are left out,
+        and a metric given in O(metrics) that uses C($BACKEND) or C($SERVERS) is refused.
     type: str
-    default: app
+  instance_names:
+    description:
+      - The C(instance) label value (O(app_metrics.instance_label)) of a host's series, for C($INSTANCES),
+        when it is not the host's name; for example V(10.0.0.5:9100) where Prometheus keeps the scrape
+        address, as it does unless a relabeling rule sets C(instance).
+    type: dict
+    default: {}
+  app_metrics:
+    description:
+      - How the app's requests are counted, for the default metrics V(app_error_ratio), V(app_p99_latency),
+        V(process_cpu) and V(process_memory).
+      - The defaults are the names the official Prometheus client libraries give the HTTP server metrics
+        and the process collector's; the instance is told apart by the label Prometheus adds when it scrapes.
+    type: dict
+    suboptions:
+      requests:
+        description: Counter of requests served, with a status-code label.
+        type: str
+        default: http_requests_total
+      duration:
+        description: Request latency histogram (the name without C(_bucket)).
+        type: str
+        default: http_request_duration_seconds
+      code_label:
+        description: The status-code label of O(app_metrics.requests); 5xx values count as errors.
+        type: str
+        default: code
+      instance_label:
+        description: The label that tells one host's series from another's.
+        type: str
+        default: instance
+      selector:
+        description: Extra matchers every app query carries, for example V(job="shop").
+        type: str
+        default: ""
   window:
     description:
       - Range for rate() and friends, for C($WINDOW); a PromQL duration such as V(30s) or V(1m).
@@ -80,9 +118,18 @@ options:
   metrics:
     description:
       - The metrics to compare. If not set, the defaults are used; see RV(criteria) for their queries and bounds.
-      - "Defaults: V(haproxy_5xx_ratio) and V(haproxy_response_time) (HAProxy's per-server counters and
-        average response time), V(app_error_ratio) and V(app_p99_latency) (the app's
-        C(app_http_requests_total) and C(app_http_request_duration_seconds) histogram, C(host) label)."
+      - "Defaults: V(haproxy_5xx_ratio), V(haproxy_response_time) and V(haproxy_connection_errors) (HAProxy's
+        built-in exporter: per-server responses, average response time, connection errors per second),
+        V(app_error_ratio) and V(app_p99_latency) (the app's RED metrics, named by O(app_metrics)), and the
+        base metrics per host V(process_cpu) (CPU seconds per second) and V(process_memory) (resident bytes)
+        from the process collector every client library exports. Each is lower_is_better and compared with
+        the baseline's value."
+      - "On a real fleet, base metrics by host come from node_exporter, for example
+        C(avg(node_load1{instance=~\"$INSTANCES\"})) and
+        C(avg(1 - node_memory_MemAvailable_bytes{instance=~\"$INSTANCES\"} / node_memory_MemTotal_bytes{instance=~\"$INSTANCES\"}))
+        with O(instance_names) mapping each host to its node_exporter's C(instance)."
+      - When a query returns no series, the inconclusive reason names the metric or the matcher that matched
+        nothing, with the values the label has.
       - An entry whose O(metrics[].name) is a default's and that has no O(metrics[].query) reuses that
         default with the bounds given replacing the default's.
     type: list
@@ -95,10 +142,11 @@ options:
       query:
         description:
           - PromQL template that must return one number (aggregate it, e.g. with C(sum)).
-          - C($HOSTS) becomes a regex alternation of the side's host names and C($SERVERS) of their
-            load balancer server names (use them inside double quotes, C(host=~"$HOSTS")); C($BACKEND) is
-            O(haproxy_backend) and C($WINDOW) is O(window). C(${HOSTS}) works too. The template must use
-            C($HOSTS) or C($SERVERS).
+          - C($HOSTS) becomes a regex alternation of the side's host names, C($INSTANCES) of their
+            C(instance) label values (O(instance_names)) and C($SERVERS) of their load balancer server names
+            (use them inside double quotes, C(instance=~"$INSTANCES")); C($BACKEND) is O(haproxy_backend) and
+            C($WINDOW) is O(window). C(${HOSTS}) works too. The template must use C($HOSTS), C($INSTANCES)
+            or C($SERVERS).
           - Do not write C({{ hosts }}), Ansible would template it before the module sees it.
         type: str
       max:
@@ -310,6 +358,7 @@ from ansible.module_utils.basic import AnsibleModule, env_fallback
 from ansible_collections.sre.rollout.plugins.module_utils._canary import (
     FAIL,
     ON_INCONCLUSIVE,
+    AppMetrics,
     PASS,
     Settings,
     build_metrics,
@@ -330,12 +379,22 @@ METRIC_SPEC = dict(
     min_baseline=dict(type="float"),
 )
 
+APP_METRICS_SPEC = dict(
+    requests=dict(type="str", default="http_requests_total"),
+    duration=dict(type="str", default="http_request_duration_seconds"),
+    code_label=dict(type="str", default="code"),
+    instance_label=dict(type="str", default="instance"),
+    selector=dict(type="str", default=""),
+)
+
 ARGUMENT_SPEC = dict(
     url=dict(type="str", required=True, fallback=(env_fallback, ["PROMETHEUS_URL"])),
     canary=dict(type="list", elements="str", required=True),
     baseline=dict(type="list", elements="str", default=[]),
     server_names=dict(type="dict", default={}),
-    haproxy_backend=dict(type="str", default="app"),
+    haproxy_backend=dict(type="str"),
+    instance_names=dict(type="dict", default={}),
+    app_metrics=dict(type="dict", options=APP_METRICS_SPEC),
     window=dict(type="str", default="1m"),
     metrics=dict(type="list", elements="dict", options=METRIC_SPEC),
     duration=dict(type="float", default=300),
@@ -355,13 +414,14 @@ ARGUMENT_SPEC = dict(
 
 def run_module(module: AnsibleModule) -> dict[str, Any]:
     p = module.params
-    metrics = build_metrics(p["metrics"])
+    app = AppMetrics(**{k: v for k, v in (p["app_metrics"] or {}).items() if v is not None})
+    metrics = build_metrics(p["metrics"], app, has_backend=bool(p["haproxy_backend"]))
     settings = Settings(duration=p["duration"], interval=p["interval"], failure_limit=p["failure_limit"],
                         inconclusive_limit=p["inconclusive_limit"], on_inconclusive=p["on_inconclusive"])
     validate(p["canary"], p["baseline"], metrics, p["window"], settings.duration, settings.interval,
-             settings.failure_limit, settings.inconclusive_limit)
+             settings.failure_limit, settings.inconclusive_limit, backend=p["haproxy_backend"])
     queries = resolve_all(metrics, p["canary"], p["baseline"], p["server_names"], p["haproxy_backend"],
-                          p["window"])
+                          p["window"], p["instance_names"])
     client = PrometheusClient(p["url"], timeout=p["timeout"], validate_certs=p["validate_certs"],
                               headers=p["headers"], token=p["token"], username=p["username"],
                               password=p["password"], ca_path=p["ca_path"])

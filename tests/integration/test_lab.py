@@ -107,27 +107,31 @@ def test_haproxy_reload_keeps_runtime_state(lab):
 def test_haproxy_exporter_and_prometheus_targets(lab):
     status, body, _unused = get(lab["haproxy"]["exporter"])
     assert status == 200 and b"haproxy_server_status" in body
-    status, body, _unused = get(lab["prometheus"]["url"] + "/api/v1/targets")
-    targets = json.loads(body)["data"]["activeTargets"]
+    with labkit.monitoring_open(lab, "prometheus", "/api/v1/targets") as response:
+        targets = json.loads(response.read())["data"]["activeTargets"]
     assert {t["labels"]["job"] for t in targets} == {"haproxy", "app"}
     assert len(targets) == len(lab["hosts"]) + 1
     assert all(t["health"] == "up" for t in targets), [(t["scrapeUrl"], t["lastError"]) for t in targets]
-    # the app metrics carry the host label the canary analysis selects on
-    status, body, _unused = get(lab["prometheus"]["url"] + "/api/v1/query?query=app_build_info")
-    hosts = {r["metric"]["host"] for r in json.loads(body)["data"]["result"]}
-    assert hosts == {h["name"] for h in lab["hosts"]}
+    # the app's series carry no host label of their own: Prometheus' instance label tells them apart,
+    # named as lab.json's prometheus.instances says (the canary analysis selects on it)
+    for metric in ("app_build_info", "process_resident_memory_bytes", "http_requests_total"):
+        with labkit.monitoring_open(lab, "prometheus", "/api/v1/query?query=" + metric) as response:
+            result = json.loads(response.read())["data"]["result"]
+        assert {r["metric"]["instance"] for r in result} == set(lab["prometheus"]["instances"].values()), metric
+        assert all("host" not in r["metric"] for r in result), metric
 
 
 def test_alertmanager_answers_v2(lab):
-    status, body, _unused = get(lab["alertmanager"]["url"] + "/api/v2/status")
-    assert status == 200 and json.loads(body)["cluster"]["status"] == "disabled"
+    with labkit.monitoring_open(lab, "alertmanager", "/api/v2/status") as response:
+        assert response.status == 200 and json.loads(response.read())["cluster"]["status"] == "disabled"
 
 
 def test_artifact_checksums_verify(lab):
     status, sums, _unused = get(lab["artifacts"]["url"] + "/SHA256SUMS")
     entries = dict(reversed(line.split()) for line in sums.decode().splitlines())
     assert set(entries) == {"app-1.0.0.tar.gz", "app-1.1.0.tar.gz", "app-1.2.0-unhealthy.tar.gz",
-                            "app-1.3.0-errors.tar.gz", "app-1.4.0-slowstart.tar.gz"}
+                            "app-1.3.0-errors.tar.gz", "app-1.4.0-slowstart.tar.gz", "app-1.5.0-leak.tar.gz",
+                            "app-1.6.0-cpuburn.tar.gz"}
     for name, digest in entries.items():
         status, data, _unused = get(f"{lab['artifacts']['url']}/{name}")
         assert hashlib.sha256(data).hexdigest() == digest, name

@@ -13,7 +13,7 @@ import pytest
 import labkit
 
 # Profile-agnostic: on the production lab the modules get its CA and credentials (labkit.monitoring_args).
-pytestmark = [pytest.mark.lab, pytest.mark.production_profile]
+pytestmark = [pytest.mark.lab]
 
 
 def closed_port_url() -> str:

@@ -1,5 +1,6 @@
 """The production-shaped lab (LAB_PROFILE=production): HTTPS with the lab's CA, basic auth, and LB
-names unlike the inventory. Every test here needs that profile (skipped on the default lab).
+names unlike the inventory, the app's metrics told apart by Prometheus' instance label (the scrape
+address). Every test here runs on that lab (`make test`'s second), whichever worker runs it.
 
 A release silences and judges through the configured credentials and prints no secret at -vvv;
 wrong credentials, an unknown CA, and LB names that do not exist are refused with what to fix.
@@ -17,13 +18,12 @@ import pytest
 import labkit
 from release_checks import assert_all_serving, ledger, release_id, staged, state, versions
 
-pytestmark = [pytest.mark.lab, pytest.mark.production_profile]
+pytestmark = [pytest.mark.lab, pytest.mark.profile("production")]
 
 
 @pytest.fixture()
 def prod(lab):
-    if not labkit.is_production(lab):
-        pytest.skip("needs the LAB_PROFILE=production lab (make test's second lab)")
+    assert labkit.is_production(lab), "the profile marker gives this test the production-shaped lab"
     return lab
 
 
@@ -98,19 +98,29 @@ def test_release_silences_and_judges_with_the_credentials_and_prints_no_secret(p
     rid = release_id("prod")
     secrets = [labkit.monitoring_password(prod, s) for s in ("alertmanager", "prometheus")]
     assert all(secrets)
-    with labkit.LoadRun(prod["haproxy"]["url"], rate=30) as load:
+    with labkit.LoadRun(prod["haproxy"]["url"], rate=30) as load, \
+            labkit.LoadRun(prod["nginx"]["url"], rate=15) as through_nginx:
         r = labkit.ansible_playbook_cli("playbooks/release.yml", "-vvv", "-e", "rollout_version=1.1.0",
                                         "-e", "rollout_approval=none", "-e", f"rollout_release_id={rid}",
                                         timeout=1200)
     assert r.returncode == 0, r.stdout[-3000:]
     assert load.summary["errors"] == 0, load.summary
+    assert through_nginx.summary["errors"] == 0, through_nginx.summary
     for secret in secrets:
         assert secret not in r.stdout and secret not in r.stderr
     entry = ledger(rid)
     assert entry["result"] == "success"
-    assert entry["canary"]["verdict"] == "pass"  # judged from Prometheus over HTTPS with basic auth
-    # HAProxy's series were asked for under HAProxy's own names
-    assert 'backend="be_shop"' in json.dumps(entry["canary"].get("queries", {})) or "be_shop" in r.stdout
+    # judged from Prometheus over HTTPS with basic auth, on the real metrics: HAProxy's exporter under
+    # HAProxy's own names, the app's client-library metrics and process metrics by scrape address
+    assert entry["canary"]["verdict"] == "pass", entry["canary"]
+    judged = {m["metric"] for m in entry["canary"]["measurements"] if m["outcome"] == "ok"}
+    assert judged >= {"haproxy_5xx_ratio", "haproxy_response_time", "app_error_ratio", "app_p99_latency",
+                      "process_cpu", "process_memory"}, entry["canary"]["measurements"]
+    canary = entry["plan"]["canary"][0]
+    queries = entry["canary"]["queries"]
+    assert f'proxy="be_shop",server=~"{prod["haproxy"]["servers"][canary]}"' in queries["haproxy_5xx_ratio"]["canary"]
+    address = prod["prometheus"]["instances"][canary].replace(".", "\\\\.")  # an RE2 alternation, escaped
+    assert f'http_requests_total{{instance=~"{address}"' in queries["app_error_ratio"]["canary"]
     with labkit.monitoring_open(prod, "alertmanager", "/api/v2/silences") as resp:
         ours = [s for s in json.loads(resp.read()) if s["comment"].startswith(f"[sre.rollout release={rid}]")]
     assert len(ours) == len(prod["hosts"]), ours  # one silence per host, made with the credentials
@@ -125,5 +135,25 @@ def test_release_silences_and_judges_with_the_credentials_and_prints_no_secret(p
     assert load.summary["errors"] == 0, load.summary
     for secret in secrets:
         assert secret not in r.stdout and secret not in r.stderr
+    assert set(versions(prod).values()) == {"1.0.0"}
+    assert_all_serving(prod)
+
+
+@pytest.mark.parametrize("version, metric", [("1.5.0-leak", "process_memory"), ("1.6.0-cpuburn", "process_cpu")])
+def test_a_leaking_or_cpu_burning_version_is_caught_by_the_base_metrics(prod, fresh, ansible, version, metric):
+    """Healthy, no errors, fast enough: only the process metrics tell. The canary is rolled back."""
+    rid = release_id(version.split("-")[1])
+    with labkit.LoadRun(prod["haproxy"]["url"], rate=30) as load:
+        run = ansible.playbook("playbooks/release.yml", extravars={
+            "rollout_version": version, "rollout_approval": "none", "rollout_release_id": rid,
+            "rollout_backup_paths": []})
+    assert run.rc != 0
+    assert load.summary["errors"] == 0, load.summary
+    entry = ledger(rid)
+    assert entry["canary"]["verdict"] == "fail"
+    failed = {m["metric"] for m in entry["canary"]["measurements"] if m["outcome"] == "fail"}
+    assert metric in failed, entry["canary"]["measurements"]
+    assert not failed & {"haproxy_5xx_ratio", "app_error_ratio"}, failed
+    assert entry["rolled_back"] == entry["plan"]["canary"]
     assert set(versions(prod).values()) == {"1.0.0"}
     assert_all_serving(prod)

@@ -22,17 +22,24 @@ from release_checks import (activations, assert_all_serving, haproxy_states, led
 HOOKS = Path(__file__).resolve().parent / "hooks"
 
 
-@pytest.mark.production_profile
+BOTH_PROFILES = pytest.mark.parametrize("profile", [
+    pytest.param("default", marks=pytest.mark.profile("default")),
+    pytest.param("production", marks=pytest.mark.profile("production"))])
+
+
 def test_full_release_then_rollback(fresh, ansible):
+    """On whichever lab (test_production_profile.py has the same on the production-shaped one, at -vvv)."""
     lab = fresh
     rid = release_id("full")
-    with labkit.LoadRun(lab["haproxy"]["url"], rate=30) as load:
+    with labkit.LoadRun(lab["haproxy"]["url"], rate=30) as load, \
+            labkit.LoadRun(lab["nginx"]["url"], rate=15) as through_nginx:
         run = ansible.playbook("playbooks/release.yml",
                                extravars={"rollout_version": "1.1.0", "rollout_approval": "none",
                                           "rollout_release_id": rid, "rollout_operator": "alice",
                                           "rollout_checker": "bob"})
     assert run.rc == 0, run.stdout[-3000:]
     assert load.summary["errors"] == 0, load.summary
+    assert through_nginx.summary["errors"] == 0, through_nginx.summary
     assert set(versions(lab).values()) == {"1.1.0"}
     for h in lab["hosts"]:
         st = state(h)
@@ -43,6 +50,8 @@ def test_full_release_then_rollback(fresh, ansible):
     assert entry["result"] == "success"
     assert (entry["operator"], entry["checker"]) == ("alice", "bob")
     assert entry["canary"]["verdict"] == "pass"
+    judged = {m["metric"] for m in entry["canary"]["measurements"] if m["outcome"] == "ok"}
+    assert judged >= {"haproxy_5xx_ratio", "app_error_ratio", "process_cpu", "process_memory"}, judged
     assert len(entry["plan"]["canary"]) == 1
     assert all(len(b) < len(lab["hosts"]) / 2 for b in entry["plan"]["batches"])
     assert sorted(h["host"] for h in entry["hosts"]) == sorted(h["name"] for h in lab["hosts"])
@@ -178,7 +187,6 @@ BAD_INPUTS = {
 }
 
 
-@pytest.mark.production_profile
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_input_is_refused_in_preflight(lab, case, tmp_path):
     extra, message = BAD_INPUTS[case]
@@ -194,9 +202,12 @@ def test_bad_input_is_refused_in_preflight(lab, case, tmp_path):
     assert set(versions(lab).values()) == {"1.0.0"}
 
 
-def test_error_serving_version_is_caught_by_canary_analysis(fresh, ansible):
-    """app-1.3.0-errors passes every health check; only Prometheus sees its 5xx. Rolled back, release stopped."""
+@BOTH_PROFILES
+def test_error_serving_version_is_caught_by_canary_analysis(fresh, ansible, profile):
+    """app-1.3.0-errors passes every health check; only Prometheus sees its 5xx, by HAProxy's exporter and by
+    the app's own request counter. Rolled back, release stopped."""
     lab = fresh
+    assert lab["profile"] == profile
     rid = release_id("errors")
     with labkit.LoadRun(lab["haproxy"]["url"], rate=40) as load:
         run = ansible.playbook("playbooks/release.yml",
@@ -206,7 +217,8 @@ def test_error_serving_version_is_caught_by_canary_analysis(fresh, ansible):
     entry = ledger(rid)
     assert entry["canary"]["verdict"] == "fail"
     assert entry["canary"]["failed_intervals"] not in (0, "0")
-    assert any(m["outcome"] == "fail" for m in entry["canary"]["measurements"])
+    failed = {m["metric"] for m in entry["canary"]["measurements"] if m["outcome"] == "fail"}
+    assert {"haproxy_5xx_ratio", "app_error_ratio"} <= failed, entry["canary"]["measurements"]
     assert entry["rolled_back"] == entry["plan"]["canary"]
     assert set(versions(lab).values()) == {"1.0.0"}
     for h in lab["hosts"]:

@@ -31,7 +31,6 @@ def _fleet(lab: dict) -> dict:
             "silences": [s["id"] for s in active_silences(lab)]}
 
 
-@pytest.mark.production_profile
 def test_a_version_the_hosts_cannot_stage_is_refused_before_any_change(lab, ansible):
     before = _fleet(lab)
     rid = release_id("tilde")

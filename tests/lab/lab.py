@@ -321,7 +321,8 @@ def lab_json() -> dict:
                     "state_file": str(LAB / "haproxy" / "server-state")},
         "nginx": nginx_json("nginx", NGINX_MODE),
         "nginx_reload": nginx_json("nginx-reload", "reload"),
-        "prometheus": monitoring_json("prometheus"),
+        "prometheus": {**monitoring_json("prometheus"),
+                       "instances": {h["name"]: metrics_instance(h) for h in hosts()}},
         "alertmanager": monitoring_json("alertmanager"),
         "artifacts": {"url": f"http://127.0.0.1:{PORTS['artifacts']}", "dir": str(LAB / "artifacts")},
         "ssh": {"port": SSH_PORT, "key": str(LAB / "ssh" / "id_ed25519"), "user": getpass.getuser(),
@@ -908,11 +909,24 @@ def web_config_flag(service: str) -> list[str]:
     return [f"--web.config.file={LAB / service / 'web.yml'}"] if PRODUCTION else []
 
 
+def metrics_instance(h: dict) -> str:
+    """The instance label of a host's app series in Prometheus."""
+    return f"{h['address']}:{h['port']}" if PRODUCTION else h["name"]
+
+
+def instance_label(h: dict) -> str:
+    return "" if PRODUCTION else f"instance: {h['name']}, "
+
+
 def start_prometheus() -> None:
     pd = LAB / "prometheus"
     pd.mkdir(parents=True, exist_ok=True)
+    # The app's series carry no host label; Prometheus adds instance (the scrape address) and job.
+    # The default profile names the instance after the host (a target label, as file_sd or a
+    # relabeling rule sets it on many real fleets); the production profile keeps the scrape address.
+    # lab.json's prometheus.instances maps each host to its instance.
     targets = "".join(
-        f"      - targets: ['{h['address']}:{h['port']}']\n        labels: {{host: {h['name']}, zone: {h['zone']}}}\n"
+        f"      - targets: ['{h['address']}:{h['port']}']\n        labels: {{{instance_label(h)}zone: {h['zone']}}}\n"
         for h in hosts())
     (pd / "prometheus.yml").write_text(f"""global:
   scrape_interval: 1s

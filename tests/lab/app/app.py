@@ -18,13 +18,20 @@ Behaviour comes from ``behavior.json`` beside this file (baked into each
 artifact) and may be overridden by the host's ``shared/app.env``:
 ``APP_STARTUP_DELAY`` (seconds before /health turns 200), ``APP_ERROR_RATE``
 (share of ``/`` requests answered with 500), ``APP_UNHEALTHY`` (never ready),
-``APP_STOP_IDLE_GRACE`` (seconds, see above).
+``APP_STOP_IDLE_GRACE`` (seconds, see above). Two faults only an artifact carries:
+``leak_mb_per_second`` (memory grows while it runs) and ``cpu_burn`` (a thread spins).
+
+``/metrics`` names its series as a Prometheus client library does: ``http_requests_total{code}``,
+the ``http_request_duration_seconds`` histogram and the ``process_*`` collector's
+``process_cpu_seconds_total``, ``process_resident_memory_bytes`` and ``process_open_fds``. No
+series says which host it is: Prometheus adds ``instance`` and ``job`` when it scrapes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import signal
 import socket
@@ -38,6 +45,7 @@ from urllib.parse import parse_qs, urlparse
 HERE = Path(__file__).resolve().parent
 IDLE_TIMEOUT = 75.0      # seconds a kept-alive connection may wait for its next request
 STOP_IDLE_GRACE = 0.5    # on stop, seconds a connection must have been idle before it is closed
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -58,28 +66,70 @@ class Metrics:
                 if seconds <= le:
                     self.bucket_counts[i] += 1
 
-    def render(self, version: str, host: str) -> str:
+    def render(self, version: str) -> str:
+        """The metrics as a Prometheus client library names them (RED metrics, process_* collector).
+
+        No label says which host this is: Prometheus adds ``instance`` and ``job`` when it scrapes,
+        as for any real exporter.
+        """
         lines = [
             "# HELP app_build_info Version of the running build.",
             "# TYPE app_build_info gauge",
-            f'app_build_info{{version="{version}",host="{host}"}} 1',
-            "# HELP app_http_requests_total Requests served, by HTTP status code.",
-            "# TYPE app_http_requests_total counter",
+            f'app_build_info{{version="{version}"}} 1',
+            "# HELP http_requests_total Requests served, by HTTP status code.",
+            "# TYPE http_requests_total counter",
         ]
         with self.lock:
             codes = dict(self.by_code) or {"200": 0}
             for code, n in sorted(codes.items()):
-                lines.append(f'app_http_requests_total{{code="{code}"}} {n}')
+                lines.append(f'http_requests_total{{code="{code}"}} {n}')
             lines += [
-                "# HELP app_http_request_duration_seconds Request latency.",
-                "# TYPE app_http_request_duration_seconds histogram",
+                "# HELP http_request_duration_seconds Request latency.",
+                "# TYPE http_request_duration_seconds histogram",
             ]
             for le, n in zip(BUCKETS, self.bucket_counts):
-                lines.append(f'app_http_request_duration_seconds_bucket{{le="{le}"}} {n}')
-            lines.append(f'app_http_request_duration_seconds_bucket{{le="+Inf"}} {self.count}')
-            lines.append(f"app_http_request_duration_seconds_sum {self.total:.6f}")
-            lines.append(f"app_http_request_duration_seconds_count {self.count}")
+                lines.append(f'http_request_duration_seconds_bucket{{le="{le}"}} {n}')
+            lines.append(f'http_request_duration_seconds_bucket{{le="+Inf"}} {self.count}')
+            lines.append(f"http_request_duration_seconds_sum {self.total:.6f}")
+            lines.append(f"http_request_duration_seconds_count {self.count}")
+        lines += process_metrics()
         return "\n".join(lines) + "\n"
+
+
+def process_metrics() -> list[str]:
+    """process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds (Linux /proc)."""
+    try:
+        rss_pages = int(Path("/proc/self/statm").read_text().split()[1])
+        open_fds = len(os.listdir("/proc/self/fd"))
+    except (OSError, IndexError, ValueError):
+        return []
+    return [
+        "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.",
+        "# TYPE process_cpu_seconds_total counter",
+        f"process_cpu_seconds_total {time.process_time():.3f}",
+        "# HELP process_resident_memory_bytes Resident memory size in bytes.",
+        "# TYPE process_resident_memory_bytes gauge",
+        f"process_resident_memory_bytes {rss_pages * PAGE_SIZE}",
+        "# HELP process_open_fds Number of open file descriptors.",
+        "# TYPE process_open_fds gauge",
+        f"process_open_fds {open_fds}",
+    ]
+
+
+def leak(mb_per_second: float, cap_mb: int = 512) -> None:
+    """A faulty build: keep ``mb_per_second`` MB more memory every second (up to ``cap_mb``)."""
+    kept = []
+    while len(kept) < cap_mb / max(mb_per_second, 0.001):
+        kept.append(b"x" * int(mb_per_second * 1024 * 1024))  # written, so resident
+        time.sleep(1.0)
+    threading.Event().wait()
+
+
+def burn() -> None:
+    """A faulty build: spend a CPU core on nothing."""
+    n = 0
+    while True:
+        n = (n * 31 + 7) % 1_000_003
 
 
 class App:
@@ -172,7 +222,7 @@ def make_handler(app: App):
                            "application/json")
                 return
             if url.path == "/metrics":
-                self._send(200, app.metrics.render(app.version, app.name),
+                self._send(200, app.metrics.render(app.version),
                            "text/plain; version=0.0.4")
                 return
             delay = parse_qs(url.query).get("delay", ["0"])[0]
@@ -217,6 +267,10 @@ def main() -> int:
         error_rate=float(env.get("APP_ERROR_RATE", behavior.get("error_rate", 0.0))),
         unhealthy=env.get("APP_UNHEALTHY", str(behavior.get("unhealthy", False))).lower() in ("1", "true", "yes"),
     )
+    if float(behavior.get("leak_mb_per_second", 0)) > 0:
+        threading.Thread(target=leak, args=(float(behavior["leak_mb_per_second"]),), daemon=True).start()
+    if behavior.get("cpu_burn"):
+        threading.Thread(target=burn, daemon=True).start()
     server = ThreadingHTTPServer((app.host, int(env.get("APP_PORT", "8080"))), make_handler(app))
     server.daemon_threads = False  # server_close() waits for requests in flight
     server.request_queue_size = 128

@@ -124,3 +124,10 @@ def test_failed_swap_outcome(failure, rollback, restore_failed, outcome):
     from ansible_collections.sre.rollout.plugins.filter.release import failed_swap_outcome
 
     assert failed_swap_outcome(failure, rollback=rollback, restore_failed=restore_failed) == outcome
+
+
+def test_metrics_instances_reads_each_hosts_instance_label_or_its_name():
+    from ansible_collections.sre.rollout.plugins.filter.release import metrics_instances
+    hv = {"web01": {"rollout_metrics_instance": "127.0.13.1:8080"}, "web02": {}}
+    assert metrics_instances(hv, ["web01", "web02"]) == {"web01": "127.0.13.1:8080", "web02": "web02"}
+    assert "metrics_instances" in FilterModule().filters()

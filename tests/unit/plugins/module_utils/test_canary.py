@@ -11,6 +11,7 @@ import pytest
 
 from ansible_collections.sre.rollout.plugins.module_utils._canary import (
     DEFAULT_METRICS,
+    AppMetrics,
     FAIL,
     INCONCLUSIVE,
     OK,
@@ -21,8 +22,10 @@ from ansible_collections.sre.rollout.plugins.module_utils._canary import (
     Settings,
     apply_policy,
     build_metrics,
+    explain_no_series,
     interval_outcome,
     judge,
+    measure_interval,
     planned_times,
     reading_from_error,
     reading_from_result,
@@ -92,11 +95,46 @@ def test_resolve_all_uses_server_names_and_no_baseline_query_without_baseline():
 
 def test_default_queries_resolve_for_both_sides():
     queries = resolve_all(list(DEFAULT_METRICS), ["web01"], ["web02", "web03"], {}, "app", "15s")
-    assert set(queries) == {"haproxy_5xx_ratio", "haproxy_response_time", "app_error_ratio", "app_p99_latency"}
+    assert set(queries) == {"haproxy_5xx_ratio", "haproxy_response_time", "haproxy_connection_errors",
+                            "app_error_ratio", "app_p99_latency", "process_cpu", "process_memory"}
     assert 'server=~"web01",code="5xx"}[15s]' in queries["haproxy_5xx_ratio"]["canary"]
-    assert 'host=~"web02|web03"' in queries["app_p99_latency"]["baseline"]
+    assert 'instance=~"web02|web03"' in queries["app_p99_latency"]["baseline"]
     for sides in queries.values():
         assert "$" not in sides["canary"] + sides["baseline"]
+
+
+def test_app_metrics_names_and_instances_come_from_the_configuration():
+    app = AppMetrics(requests="shop_requests_total", duration="shop_latency_seconds", code_label="status",
+                     instance_label="node", selector='job="shop"')
+    metrics = build_metrics(None, app)
+    queries = resolve_all(metrics, ["web01"], ["web02"], {}, "be_shop", "30s",
+                          {"web01": "10.0.0.1:8080", "web02": "10.0.0.2:8080"})
+    assert queries["app_error_ratio"]["canary"] == (
+        '(sum(rate(shop_requests_total{node=~"10\\\\.0\\\\.0\\\\.1:8080",status=~"5..",job="shop"}[30s]))'
+        ' or vector(0)) / sum(rate(shop_requests_total{node=~"10\\\\.0\\\\.0\\\\.1:8080",job="shop"}[30s]))')
+    assert "shop_latency_seconds_bucket{" in queries["app_p99_latency"]["baseline"]
+    assert 'process_resident_memory_bytes{node=~"10\\\\.0\\\\.0\\\\.2:8080",job="shop"}' in \
+        queries["process_memory"]["baseline"]
+
+
+def test_without_an_haproxy_backend_the_haproxy_defaults_are_left_out():
+    names = [m.name for m in build_metrics(None, has_backend=False)]
+    assert names == ["app_error_ratio", "app_p99_latency", "process_cpu", "process_memory"]
+
+
+def test_a_metric_on_haproxy_series_without_a_backend_is_refused():
+    with pytest.raises(CanaryConfigError, match=r"haproxy_5xx_ratio.*no haproxy_backend"):
+        validate(**good_config(metrics=build_metrics([{"name": "haproxy_5xx_ratio"}])), backend=None)
+
+
+def test_base_metrics_catch_a_leak_and_a_cpu_burn_against_the_baseline():
+    memory = next(m for m in DEFAULT_METRICS if m.name == "process_memory")
+    cpu = next(m for m in DEFAULT_METRICS if m.name == "process_cpu")
+    mib = 1024 * 1024
+    assert judge(memory, Reading(120 * mib), Reading(22 * mib)).outcome == FAIL
+    assert judge(memory, Reading(21 * mib), Reading(22 * mib)).outcome == OK
+    assert judge(cpu, Reading(0.9), Reading(0.02)).outcome == FAIL
+    assert judge(cpu, Reading(0.05), Reading(0.02)).outcome == OK
 
 
 # --- configuration --------------------------------------------------------------------------------
@@ -145,7 +183,7 @@ def test_a_good_configuration_validates():
     (dict(failure_limit=0), "must be >= 1"),
     (dict(inconclusive_limit=0), "must be >= 1"),
     (dict(metrics=[ERRORS, ERRORS]), "used more than once"),
-    (dict(metrics=[MetricSpec(name="m", query="sum(x)", max=1)]), "neither $HOSTS nor $SERVERS"),
+    (dict(metrics=[MetricSpec(name="m", query="sum(x)", max=1)]), "none of $HOSTS, $INSTANCES or $SERVERS"),
     (dict(metrics=[MetricSpec(name="m", query='x{host=~"$HOSTS"}')]), "judges nothing"),
     (dict(metrics=[MetricSpec(name="m", query='x{host=~"$HOSTS"}', direction="sideways", max=1)]),
      "direction must be"),
@@ -495,3 +533,32 @@ def test_result_lists_the_resolved_queries_and_criteria():
     assert result["queries"] == {"errors": {"canary": 'sum(x{host=~"CANARY"})', "baseline": 'sum(x{host=~"BASELINE"})'}}
     assert result["criteria"][0]["name"] == "errors"
     assert result["criteria"][0]["max"] == 0.05
+
+
+def test_a_query_with_no_series_names_the_matcher_that_matched_nothing():
+    answers = {
+        "count(http_requests_total{})": [{}],
+        'count(http_requests_total{instance=~"web01"})': [],
+        "count by (instance) (http_requests_total{})": [{"instance": "127.0.13.1:8080"},
+                                                        {"instance": "127.0.13.2:8080"}],
+        "count(nope_total{})": [],
+    }
+
+    def query_fn(promql, at):
+        return QueryResult("vector", tuple(Sample(labels, 1.0) for labels in answers.get(promql, [])), 1.0)
+
+    why = explain_no_series('sum(rate(http_requests_total{instance=~"web01",code=~"5.."}[1m]))', query_fn, 1.0)
+    assert why == ('no http_requests_total series matches instance=~"web01" '
+                   "(its instance values are 127.0.13.1:8080, 127.0.13.2:8080)")
+    assert explain_no_series("sum(nope_total{job=\"x\"})", query_fn, 1.0) == "no series is named nope_total"
+
+
+def test_an_empty_result_is_inconclusive_with_the_explanation_and_the_query():
+    def query_fn(promql, at):
+        return QueryResult("vector", (), 1.0)
+
+    spec = MetricSpec(name="m", query='sum(x_total{instance=~"$INSTANCES"})', max=1)
+    queries = resolve_all([spec], ["web01"], [], {}, None, "1m")
+    [row] = measure_interval(1, [spec], queries, query_fn)
+    assert row["outcome"] == INCONCLUSIVE
+    assert row["reason"] == 'canary: no data: no series is named x_total (query: sum(x_total{instance=~"web01"}))'

@@ -79,7 +79,7 @@ def test_url_comes_from_the_environment(monkeypatch, capsys, prom_serving):
                       "metrics": [{"name": "app_error_ratio"}]}, monkeypatch, capsys)
     assert out["verdict"] == "pass"
     assert out["measurements"][0]["canary"] == 0.0
-    assert 'host=~"web01"' in out["queries"]["app_error_ratio"]["canary"]
+    assert 'instance=~"web01"' in out["queries"]["app_error_ratio"]["canary"]
 
 
 def test_pass_with_tolerated_inconclusive_intervals_warns(monkeypatch, capsys, prom_serving):
