@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.lab, pytest.mark.slow]
+pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.profile("default")]  # the lab's default names and plain HTTP
 
 ERROR_RATE = 0.3
 # Short soak for the lab: Prometheus scrapes every second, so a 10s window has ~10 samples.

@@ -25,7 +25,7 @@ import pytest
 
 import labkit
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.profile("default")]  # the lab's default names and plain HTTP
 
 
 class ClosingServer:

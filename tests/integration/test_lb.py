@@ -25,7 +25,7 @@ import pytest
 from ansible_collections.sre.rollout.plugins.filter.lb import lb_lost_members
 from ansible_collections.sre.rollout.plugins.module_utils._nginx import NginxInstance, connection_counts
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.profile("default")]  # the lab's default names and plain HTTP
 
 BACKENDS = ["haproxy", "nginx", "nginx-lua"]
 TARGET = "web02"

@@ -17,7 +17,7 @@ import pytest
 import labkit
 from release_checks import assert_all_serving, ledger, release_id, versions
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.profile("default")]  # the lab's default names and plain HTTP
 
 
 def haproxy_backend_counters(lab: dict) -> dict[str, int]:

@@ -3,7 +3,7 @@
 Good versions: app-1.0.0, app-1.1.0. Bad versions, named for their fault:
 app-1.2.0-unhealthy (never ready), app-1.3.0-errors (~10% HTTP 500 on /,
 /health stays 200), app-1.4.0-slowstart (ready only after a long delay),
-app-1.5.0-leak (memory grows 8 MB/s), app-1.6.0-cpuburn (a thread spins a CPU core).
+app-1.5.0-leak (memory grows 16 MB/s), app-1.6.0-cpuburn (a thread spins a CPU core).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ ARTIFACTS = {
     "app-1.2.0-unhealthy": ("1.2.0-unhealthy", {"unhealthy": True}),
     "app-1.3.0-errors": ("1.3.0-errors", {"error_rate": 0.1}),
     "app-1.4.0-slowstart": ("1.4.0-slowstart", {"startup_delay": 45}),
-    "app-1.5.0-leak": ("1.5.0-leak", {"leak_mb_per_second": 8}),
+    "app-1.5.0-leak": ("1.5.0-leak", {"leak_mb_per_second": 16}),
     "app-1.6.0-cpuburn": ("1.6.0-cpuburn", {"cpu_burn": True}),
 }
 
