@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 import labkit
 from release_checks import active_silences, assert_all_serving, haproxy_states, locks, release_id, staged, versions
 

@@ -235,6 +235,11 @@ def test_build_backend_options():
     assert nb.name == "NetBox https://nb.example.com"
     with pytest.raises(CmdbError, match="Nautobot has no sites"):
         CmdbQuery(sites=["dc1"]).filters("nautobot")
+    # every backend the options accept is built by a factory of its own
+    from ansible_collections.sre.rollout.plugins.module_utils import _cmdb
+    assert set(_cmdb._FACTORIES) == set(_cmdb.BACKENDS)
+    assert isinstance(build_backend({"backend": "file", "path": "/x.json"}), _cmdb.FileBackend)
+    assert build_backend({"backend": "nautobot", "url": "https://nb.example.com"}).flavor == "nautobot"
 
 
 def test_path_expansion(monkeypatch, tmp_path):
