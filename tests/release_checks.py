@@ -68,6 +68,8 @@ def active_silences(lab: dict) -> list[dict]:
 
 
 def haproxy_states(lab: dict) -> dict[str, str]:
+    """Inventory name -> HAProxy status of its server (the production profile names servers otherwise)."""
+    inventory_name = {server: name for name, server in (lab["haproxy"].get("servers") or {}).items()}
     with socket.socket(socket.AF_UNIX) as s:
         s.settimeout(5)
         s.connect(lab["haproxy"]["socket"])
@@ -79,7 +81,7 @@ def haproxy_states(lab: dict) -> dict[str, str]:
     for line in data.decode().splitlines():
         f = line.split(",")
         if len(f) > 17 and f[0] == lab["haproxy"]["backend"] and f[1] not in ("FRONTEND", "BACKEND"):
-            out[f[1]] = f[17]
+            out[inventory_name.get(f[1], f[1])] = f[17]
     return out
 
 

@@ -91,7 +91,7 @@ def haproxy_status(lab: dict, name: str) -> str:
     lines = data.decode().splitlines()
     header = lines[0].lstrip("# ").split(",")
     rows = {row[1]: dict(zip(header, row)) for row in (line.split(",") for line in lines[1:] if line)}
-    return rows[name]["status"]
+    return rows[lab["haproxy"].get("servers", {}).get(name, name)]["status"]  # HAProxy's own server name
 
 
 def wait_until(what: str, predicate, timeout: float = 30.0) -> None:
