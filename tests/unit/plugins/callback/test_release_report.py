@@ -551,7 +551,7 @@ def test_a_run_the_role_did_not_judge_is_judged_by_the_same_verdict(custom, stat
 
 @pytest.mark.parametrize("status, css", [("released", "ok"), ("skipped", "ok"), ("rolled_back", "rolled-back"),
                                          ("rescued", "rescued"), ("timed_out", "failed"), ("unreachable", "unreachable"),
-                                         ("failed", "failed"), ("success", "success"), ("paused", "other"),
+                                         ("failed", "failed"), ("success", "success"), ("paused", "paused"),
                                          ("rollback pending", "other"), ("restored", "other")])
 def test_badges_follow_the_outcome_names(status, css):
     assert release_report._css_class(status) == css
@@ -616,7 +616,9 @@ def test_report_page_shows_every_section_and_escapes_everything(tmp_path):
     assert page.count("<details") >= 3                             # one per host
     assert 'class="bar"' in page
     assert "http://" not in page and "https://" not in page        # self-contained
-    assert "2/3 hosts ok (67%)" in page
+    headline = re.search(r"<p class=\"headline failed\">(.*?)</p>", page).group(1)
+    assert "100%" not in headline and "hosts ok" not in page, headline
+    assert "1 rolled back of 3 planned hosts; 1 excluded" in headline, headline
 
 
 def test_render_handles_a_release_without_custom_data():
