@@ -203,6 +203,8 @@ def host_segments(events: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
         if not restore and task.startswith(RESTORE_PREFIXES):
             close()
             current, restore, after_activate = None, True, False
+        if event.get("status") == "skipped":  # a step that did not run, or a check inside one: no mark
+            continue
         step = step_of(event, after_activate)
         if step != current or step in ("silenced", "drained", "unsilenced"):
             close()
@@ -281,11 +283,17 @@ def swap_facts(timeline: Mapping[str, Any], plan: Mapping[str, Any] | None = Non
                      "still_out": any(i["open"] for i in out), "failures": failures, "rollback_at": restore})
     swap_plays = {b.get("play") for b in timeline.get("batches") or []
                   if set(b.get("hosts") or []) - set(CONTROLLER_HOSTS)}
-    batches = [{"label": _batch_label(b, plan), "start": b["t_start"], "end": b["t_end"], "hosts": b.get("hosts") or []}
-               for b in timeline.get("batches") or []
-               if b.get("play") in swap_plays and isinstance(b.get("t_start"), (int, float))
-               and any(s for r in rows if r["host"] in (b.get("hosts") or []) for s in r["segments"]
-                       if b["t_start"] - 0.001 <= s["start"] <= b["t_end"] + 0.001)]
+    batches = []
+    for batch in timeline.get("batches") or []:
+        if batch.get("play") not in swap_plays or not isinstance(batch.get("t_start"), (int, float)):
+            continue
+        inside = [s for r in rows if r["host"] in (batch.get("hosts") or []) for s in r["segments"]
+                  if batch["t_start"] - 0.001 <= s["start"] <= batch["t_end"] + 0.001]
+        if not inside:  # a play of the release that swapped nothing (checks, full weight, finalize)
+            continue
+        label = _batch_label(batch, plan) + ("" if any(not s["restore"] for s in inside) else " rollback")
+        batches.append({"label": label, "start": batch["t_start"], "end": batch["t_end"],
+                        "hosts": batch.get("hosts") or []})
     soak = [{"start": e["t_start"], "end": e["t_end"]} for e in events
             if e.get("task") in SOAK_TASKS and e.get("status") != "skipped"]
     starts = [i["start"] for r in rows for i in r["out_of_traffic"]]
