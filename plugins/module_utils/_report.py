@@ -268,12 +268,15 @@ def swap_facts(timeline: Mapping[str, Any], plan: Mapping[str, Any] | None = Non
     for event in events:
         if event.get("host") not in CONTROLLER_HOSTS:
             by_host.setdefault(event["host"], []).append(event)
+    # the planned hosts, and any other host that ran a step (a plan-less run); not the excluded ones
     order = [h for h in plan.get("order") or [] if isinstance(h, str)]
     hosts = order + sorted((h for h in by_host if h not in order), key=natural_key)
     rows = []
     for host in hosts:
         mine = by_host.get(host, [])
         segments = host_segments(mine)
+        if host not in order and not segments:
+            continue
         out = out_of_traffic(segments, t1)
         failures = [{"t": e["t_end"], "task": e.get("task"), "status": e["status"], "msg": e.get("msg", "")}
                     for e in mine if e.get("status") in ("failed", "unreachable") and not e.get("ignored")]
