@@ -12,6 +12,8 @@ PYTEST_ARGS ?= --durations=15
 # `make test` runs the suite on TEST_LABS labs side by side, one pytest-xdist worker per lab:
 # lab 1 is the default lab ($(LAB_DIR), LAB_NET $(LAB_NET)), lab N is .lab-N on LAB_NET LAB_NET+N-1.
 # `make test-production` runs the production_profile tests on a LAB_PROFILE=production lab.
+# After the suite, `make test` builds the release history of the ledger the suite wrote (.rollout) with
+# playbooks/history.yml and checks it, and a real report, in headless Chromium (tests/browser/).
 TEST_LABS ?= 2
 export LAB_HOSTS LAB_DIR
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
@@ -68,7 +70,8 @@ test: setup
 	  if [ $$n = 1 ]; then dir=$(LAB_DIR); else dir=$(CURDIR)/.lab-$$n; fi; dirs="$$dirs$${dirs:+:}$$dir"; \
 	  LAB_DIR=$$dir LAB_NET=$$(( $(LAB_NET) + n - 1 )) $(PY) tests/lab/lab.py up || { rc=$$?; break; }; \
 	done; \
-	if [ $$rc = 0 ]; then TEST_LAB_DIRS=$$dirs $(PY) -m pytest -n $(TEST_LABS) --dist worksteal $(PYTEST_ARGS) tests || rc=$$?; fi; \
+	if [ $$rc = 0 ]; then TEST_LAB_DIRS=$$dirs $(PY) -m pytest -n $(TEST_LABS) --dist worksteal $(PYTEST_ARGS) tests || rc=$$?; \
+	  SRE_ROLLOUT_AFTER_SUITE=1 $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS) tests/browser/test_history_after_suite.py || rc=$$?; fi; \
 	for dir in $${dirs//:/ }; do LAB_DIR=$$dir $(PY) tests/lab/lab.py down || rc=$$?; done; \
 	exit $$rc
 
