@@ -36,6 +36,15 @@ description:
     C(version), C(operator), C(checker), C(events) (one per host and task), C(batches),
     C(rollbacks), C(stats) per host, C(runs), C(custom) (the run-wide C(set_stats) data, such as
     C(rollout_out_plan), C(rollout_out_canary), C(rollout_out_hosts)) and C(custom_per_host).
+  - The report (one file, inline CSS and SVG, no script, nothing from the network) shows a summary that
+    counts the hosts by their recorded outcome, with the duration, the hot window and the time out of
+    traffic per host; a Gantt timeline (one row per planned host, the swap's steps as segments, the time
+    out of the load balancers, canary and batch boundaries, the canary soak, failures and rollbacks); a
+    chart per canary metric (canary, baseline, threshold, each interval's verdict); the plan, rollbacks,
+    failed tasks, hosts and each host's tasks.
+  - After each release it rebuilds the release history, C(<report_dir>/history.html) and
+    C(history.json), from the ledger directory (where finalize wrote the entry, C(rollout_out_ledger),
+    else C(<state directory>/ledger)); the report links to it. See M(sre.rollout.release_history).
   - Trouble writing the files is a warning, never a failed playbook.
   - A dry run (C(--check)) writes nothing.
 author:
@@ -83,6 +92,7 @@ notes:
   - A playbook killed before its end (SIGKILL) writes no run; the next run of the same release
     id still reports the earlier complete runs.
 seealso:
+  - module: sre.rollout.release_history
   - module: sre.rollout.release_plan
   - name: ansible.builtin.set_stats
     description: How playbooks pass the release id, plan and outcomes to this callback.

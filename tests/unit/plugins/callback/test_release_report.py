@@ -125,6 +125,12 @@ def plugin_config_definitions():
     C.config.initialize_plugin_configuration_definitions("callback", PLUGIN, options)
 
 
+@pytest.fixture(autouse=True)
+def elsewhere(tmp_path, monkeypatch):
+    """Run where no state directory is: the default one (./.rollout) is the checkout's, which make test fills."""
+    monkeypatch.chdir(tmp_path)
+
+
 def make_callback(report_dir: Path | None, **direct: Any) -> CallbackModule:
     callback = CallbackModule(display=FakeDisplay())
     callback._load_name = PLUGIN
