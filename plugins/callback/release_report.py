@@ -642,6 +642,8 @@ def _canary_html(canary: Any) -> str:
     if canary.get("hosts"):
         head += f" &middot; canary {_e(', '.join(_text(h) for h in canary['hosts']))}"
     head += "</p>" + (f"<p>{_e(canary['summary'])}</p>" if canary.get("summary") else "")
+    if isinstance(canary.get("measurements"), list) and not canary["measurements"]:
+        return head + _report.canary_charts_html(canary)
     if isinstance(canary.get("measurements"), list):
         charts = _report.canary_charts_html(canary)
         rest = {k: v for k, v in canary.items() if k not in ("verdict", "result", "hosts", "summary", "measurements")}

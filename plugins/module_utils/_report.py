@@ -360,7 +360,7 @@ def gantt_svg(facts: Mapping[str, Any], title: str = "Swap timeline") -> str:
     rows = facts["rows"]
     if not rows:
         return '<p class="muted">No host ran a step.</p>'
-    label_w, right_w, top, row_h, width = 80.0, 92.0, 34.0, 24.0, 1200.0
+    label_w, right_w, top, row_h, width = 72.0, 84.0, 38.0, 24.0, 1000.0
     plot_w = width - label_w - right_w
     t0, (v0, v1) = facts["t0"], view_range(facts)
     span = max(v1 - v0, 0.001)
@@ -370,7 +370,7 @@ def gantt_svg(facts: Mapping[str, Any], title: str = "Swap timeline") -> str:
         return label_w + plot_w * (min(max(t, v0), v1) - v0) / span
 
     parts = [f'<svg class="gantt" viewBox="0 0 {width:.0f} {height:.0f}" '
-             f'role="img" aria-label="{esc(title)}" font-family="system-ui,sans-serif" font-size="12">',
+             f'role="img" aria-label="{esc(title)}" font-family="system-ui,sans-serif" font-size="13">',
              f"<title>{esc(title)}</title>"]
     for index in range(1, len(rows), 2):
         parts.append(f'<rect x="0" y="{top + index * row_h:.1f}" width="{width:.0f}" height="{row_h:.1f}" fill="#f7f9fb"/>')
@@ -387,7 +387,7 @@ def gantt_svg(facts: Mapping[str, Any], title: str = "Swap timeline") -> str:
     for index, row in enumerate(rows):
         y = top + index * row_h
         parts.append(f'<g class="row" data-host="{esc(row["host"])}" data-out-seconds="{row["out_seconds"]}">')
-        parts.append(f'<text x="4" y="{y + 16:.1f}" fill="#1d2733">{esc(row["host"])}</text>')
+        parts.append(f'<text x="4" y="{y + 18:.1f}" fill="#1d2733">{esc(row["host"])}</text>')
         for out in row["out_of_traffic"]:
             state = "still out of traffic" if out["open"] else "out of traffic"
             parts.append(f'<rect class="out" x="{x(out["start"]):.1f}" y="{y + 2:.1f}" '
@@ -418,7 +418,7 @@ def gantt_svg(facts: Mapping[str, Any], title: str = "Swap timeline") -> str:
                          f'stroke="{FAIL_COLOUR}" stroke-width="2.5"/><title>{esc(row["host"])} {esc(failure["status"])} '
                          f'at {esc(failure["task"])}: {esc(str(failure["msg"])[:300])}</title></g>')
         out_text = (duration(row["out_seconds"]) + (" +" if row["still_out"] else "")) if row["out_of_traffic"] else "-"
-        parts.append(f'<text class="out-label" x="{width - right_w + 6:.1f}" y="{y + 16:.1f}" '
+        parts.append(f'<text class="out-label" x="{width - right_w + 6:.1f}" y="{y + 18:.1f}" '
                      f'fill="{FAIL_COLOUR if row["out_of_traffic"] else "#8a96a3"}">{esc(out_text)}</text></g>')
     for batch in facts["batches"]:
         bx = x(batch["start"])
@@ -579,7 +579,7 @@ pre{white-space:pre-wrap;word-break:break-word;margin:0;font-size:.85rem}
 .kpis{display:grid;grid-template-columns:repeat(auto-fill,minmax(10.5rem,1fr));gap:.5rem;margin:.6rem 0}
 .kpi{border:1px solid #d5dbe2;border-radius:.4rem;padding:.4rem .6rem}
 .kpi b{display:block;font-size:1.2rem;font-variant-numeric:tabular-nums}.kpi span{color:#5b6672;font-size:.85rem}
-svg.gantt{width:100%;min-width:44rem;height:auto;display:block}
+svg.gantt{width:100%;min-width:46rem;height:auto;display:block}
 .charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(22rem,1fr));gap:.8rem}
 figure.chart{margin:0;border:1px solid #d5dbe2;border-radius:.4rem;padding:.4rem}
 svg.canary-chart{width:100%;height:auto;display:block}
