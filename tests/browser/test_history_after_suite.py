@@ -17,6 +17,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -48,7 +49,7 @@ def history(tmp_path_factory) -> dict:
     inventory = tmp_path_factory.mktemp("inv") / "hosts.yml"
     inventory.write_text("all: {}\n")  # the history runs on the controller only
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), SRE_ROLLOUT_STATE_DIR=str(STATE))
-    proc = subprocess.run([str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", str(inventory),
+    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
                            str(REPO / "playbooks" / "history.yml")], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]

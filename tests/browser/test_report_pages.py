@@ -42,12 +42,12 @@ def state(tmp_path_factory) -> Path:
 
 
 def test_a_rolled_back_canary_in_the_browser(state):
-    """At 1400 and 800 px; the screenshot is the one the README shows (docs/report.png)."""
+    """At 1400 and 800 px, with a screenshot."""
     report = state / "reports" / "t-errors-052414-3859" / "report.html"
     page = check_report(report, 1400)
     assert "Failed: canary web01 fail" in page.dom and "hosts ok" not in page.dom
     check_report(report, 800)
-    chromium.screenshot(report, SHOTS / "report.png", height=1700)
+    chromium.screenshot(report, SHOTS / "report-recorded.png", height=1700)
 
 
 @pytest.mark.parametrize("name", ["t-full-051058-3859", "t-halt-051726-3859"])
