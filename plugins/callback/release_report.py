@@ -99,6 +99,7 @@ seealso:
     link: https://docs.ansible.com/ansible/latest/collections/ansible/builtin/set_stats_module.html
 """
 
+import fcntl
 import html
 import json
 import os
@@ -819,10 +820,14 @@ def write_history(report_dir: Path, ledger_dir: Path, last: int = 10) -> Path | 
     """Rebuild ``history.html`` and ``history.json`` beside the releases' reports from every ledger entry."""
     if not ledger_dir.is_dir():
         return None
-    data = _history.history(ledger_dir, report_dir, last=last)
-    atomic_write(str(report_dir / "history.json"), _json(data))
+    report_dir.mkdir(parents=True, exist_ok=True)
     path = report_dir / HISTORY_PAGE
-    atomic_write(str(path), _history.render_html(data))
+    # two releases ending at once on one controller: the second reads the ledger after the first wrote
+    with open(report_dir / ".history.lock", "a", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = _history.history(ledger_dir, report_dir, last=last)
+        atomic_write(str(report_dir / "history.json"), _json(data))
+        atomic_write(str(path), _history.render_html(data))
     return path
 
 
