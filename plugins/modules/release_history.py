@@ -28,7 +28,7 @@ description:
     columns empty.
   - Detected is the first failed step of a host or the first canary interval judged C(fail); safe
     again is when the last host taken back after it was in its load balancers again; a host left out
-    of traffic means never (RV(history.releases[].still_out)).
+    of traffic means never (C(still_out) in RV(history.releases)).
 author:
   - sre.rollout maintainers (!UNKNOWN)
 options:
