@@ -360,7 +360,7 @@ def gantt_svg(facts: Mapping[str, Any], title: str = "Swap timeline") -> str:
     rows = facts["rows"]
     if not rows:
         return '<p class="muted">No host ran a step.</p>'
-    label_w, right_w, top, row_h, width = 72.0, 84.0, 38.0, 24.0, 1000.0
+    label_w, right_w, top, row_h, width = 72.0, 96.0, 38.0, 24.0, 1000.0
     plot_w = width - label_w - right_w
     t0, (v0, v1) = facts["t0"], view_range(facts)
     span = max(v1 - v0, 0.001)
@@ -418,7 +418,7 @@ def gantt_svg(facts: Mapping[str, Any], title: str = "Swap timeline") -> str:
                          f'stroke="{FAIL_COLOUR}" stroke-width="2.5"/><title>{esc(row["host"])} {esc(failure["status"])} '
                          f'at {esc(failure["task"])}: {esc(str(failure["msg"])[:300])}</title></g>')
         out_text = (duration(row["out_seconds"]) + (" +" if row["still_out"] else "")) if row["out_of_traffic"] else "-"
-        parts.append(f'<text class="out-label" x="{width - right_w + 6:.1f}" y="{y + 18:.1f}" '
+        parts.append(f'<text class="out-label" x="{width - 4:.1f}" y="{y + 18:.1f}" text-anchor="end" '
                      f'fill="{FAIL_COLOUR if row["out_of_traffic"] else "#8a96a3"}">{esc(out_text)}</text></g>')
     for batch in facts["batches"]:
         bx = x(batch["start"])
@@ -427,7 +427,7 @@ def gantt_svg(facts: Mapping[str, Any], title: str = "Swap timeline") -> str:
                      f'<text x="{bx + 3:.1f}" y="{top - 18:.1f}" fill="#37474f">{esc(batch["label"])}</text>'
                      f'<title>{esc(batch["label"])}: {esc(", ".join(batch["hosts"]))}, '
                      f'{esc(duration(batch["end"] - batch["start"]))}</title></g>')
-    parts.append(f'<text x="{width - right_w + 6:.1f}" y="{top - 4:.1f}" fill="{FAIL_COLOUR}">out of traffic</text>')
+    parts.append(f'<text x="{width - 4:.1f}" y="{top - 4:.1f}" text-anchor="end" fill="{FAIL_COLOUR}">out of traffic</text>')
     parts.append("</svg>")
     return "".join(parts)
 
