@@ -804,6 +804,10 @@ def write_release(report_dir: Path, release_id: str, run: Mapping[str, Any], war
     timeline = build_timeline(release_id, load_runs(release_dir / "runs", warn))
     timeline_path, html_path = release_dir / "timeline.json", release_dir / "report.html"
     atomic_write(str(timeline_path), _json(timeline))
+    plan = output(timeline["custom"], "plan")
+    # what the history needs of the timeline, so that it never reads every release's whole timeline
+    atomic_write(str(release_dir / _history.FACTS_FILE),
+                 _json(_report.swap_facts(timeline, plan if isinstance(plan, Mapping) else None)))
     atomic_write(str(html_path), render_html(timeline))
     return timeline_path, html_path
 

@@ -57,8 +57,7 @@ def _reason(entry: Mapping[str, Any], hosts: list[Mapping[str, Any]]) -> str:
     return ""
 
 
-def detection(timeline: Mapping[str, Any] | None, entry: Mapping[str, Any],
-              facts: Mapping[str, Any] | None) -> tuple[float | None, float | None, bool]:
+def detection(entry: Mapping[str, Any], facts: Mapping[str, Any] | None) -> tuple[float | None, float | None, bool]:
     """(detected at, every host safe again at, still out of traffic) as epoch seconds.
 
     Detected: the first failed step of a host (failed or unreachable, not ignored) or the first
@@ -87,16 +86,19 @@ def detection(timeline: Mapping[str, Any] | None, entry: Mapping[str, Any],
     return detected, max(back) if back else detected, False
 
 
-def release_row(entry: Mapping[str, Any], timeline: Mapping[str, Any] | None, report: str | None) -> dict[str, Any]:
+def release_row(entry: Mapping[str, Any], timeline: Mapping[str, Any] | None, report: str | None,
+                facts: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One release: from its ledger entry, and its swap facts (``facts``, else computed from ``timeline``)."""
     hosts = [h for h in entry.get("hosts") or [] if isinstance(h, Mapping)]
     started, finished = _report.parse_time(entry.get("started")), _report.parse_time(entry.get("finished"))
     plan = entry.get("plan") if isinstance(entry.get("plan"), Mapping) else {}
-    facts = _report.swap_facts(timeline, plan) if timeline else None
+    if facts is None and timeline:
+        facts = _report.swap_facts(timeline, plan)
     result = str(entry.get("result") or _vocab.UNKNOWN)
     rolled_back = [str(h) for h in entry.get("rolled_back") or []]
     # detection and recovery are about releases that went wrong: a success has nothing to detect
     troubled = result != _vocab.SUCCESS or (bool(rolled_back) and entry.get("mode") != "rollback")
-    detected, safe, still_out = detection(timeline, entry, facts) if troubled else (None, None, False)
+    detected, safe, still_out = detection(entry, facts) if troubled else (None, None, False)
     out = _report.out_of_traffic_stats(facts) if facts else {"max": None, "median": None}
     counts = dict(entry.get("counts") or {}) if isinstance(entry.get("counts"), Mapping) else {}
     canary = entry.get("canary") if isinstance(entry.get("canary"), Mapping) else {}
@@ -114,7 +116,7 @@ def release_row(entry: Mapping[str, Any], timeline: Mapping[str, Any] | None, re
         "reason": _reason(entry, hosts) if result != _vocab.SUCCESS or rolled_back else "",
         "to_detection": round(detected - started, 3) if detected is not None and started is not None else None,
         "to_safe": round(safe - detected, 3) if safe is not None and detected is not None else None,
-        "still_out": still_out, "report": report, "timeline": bool(timeline),
+        "still_out": still_out, "report": report, "timeline": bool(facts),
     }
 
 
@@ -133,13 +135,28 @@ def load(ledger_dir: str | os.PathLike, report_dir: str | os.PathLike | None = N
             problems.append(f"{path}: no release_id (not a ledger entry)")
             continue
         dirname = _vocab.release_id_dirname(entry["release_id"])
-        timeline_path = reports / dirname / "timeline.json"
-        timeline = read_json(timeline_path, []) if timeline_path.is_file() else None
-        # a rollback handed a release writes <id>.rollback.json and reports under its own id
+        facts, timeline = _facts_of(reports / dirname), None
+        if facts is None and (reports / dirname / "timeline.json").is_file():
+            timeline = read_json(reports / dirname / "timeline.json", [])
         report = reports / dirname / "report.html"
-        rows.append(release_row(entry, timeline, f"{dirname}/report.html" if report.is_file() else None))
+        rows.append(release_row(entry, timeline, f"{dirname}/report.html" if report.is_file() else None, facts))
     rows.sort(key=lambda r: (_report.parse_time(r["started"]) or 0.0, str(r["release_id"])))
     return rows
+
+
+FACTS_FILE = "facts.json"  # the swap facts the callback wrote beside the timeline (a few KB, not the timeline's MBs)
+
+
+def _facts_of(release_dir: Path) -> dict[str, Any] | None:
+    """The release's swap facts when the callback wrote them with (or after) its timeline, else None."""
+    facts, timeline = release_dir / FACTS_FILE, release_dir / "timeline.json"
+    try:
+        if not facts.is_file() or (timeline.is_file() and facts.stat().st_mtime < timeline.stat().st_mtime):
+            return None
+    except OSError:
+        return None
+    data = read_json(facts, [])
+    return data if data and isinstance(data.get("rows"), list) else None
 
 
 def _figures(rows: list[Mapping[str, Any]]) -> dict[str, Any]:

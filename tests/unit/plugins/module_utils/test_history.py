@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -114,3 +115,18 @@ def test_the_module_returns_the_history_and_the_page(tmp_path):
     assert result["html"] == _history.render_html(result["history"])
     with pytest.raises(ValueError, match="last=0"):
         release_history.run({"ledger_dir": str(base / "ledger"), "report_dir": None, "last": 0})
+
+
+def test_the_facts_the_callback_wrote_give_the_same_rows_as_the_timelines(tmp_path):
+    base = state_dir(tmp_path)
+    from_timelines = _history.load(base / "ledger")
+    for name in (FULL, ERRORS, HALT):
+        timeline = json.loads((base / "reports" / name / "timeline.json").read_text())
+        facts = _report.swap_facts(timeline, timeline["custom"]["rollout_out_plan"])
+        (base / "reports" / name / _history.FACTS_FILE).write_text(json.dumps(facts))
+        (base / "reports" / name / "timeline.json").unlink()  # the facts are enough
+    assert _history.load(base / "ledger") == from_timelines
+    stale = base / "reports" / FULL
+    (stale / "timeline.json").write_text("{}")  # rewritten after the facts: they are stale, the timeline wins
+    os.utime(stale / _history.FACTS_FILE, (1, 1))
+    assert _history.load(base / "ledger")[0]["hot_window"] is None
