@@ -7,7 +7,8 @@ without notice and it must not be used from outside the collection.
 
 Reads the ledger directory (``<rollout_state_dir>/ledger/*.json``, one file per release, a
 rollback handed a release beside it as ``<id>.rollback.json``) and, where the release report of
-an entry is still there (``<report_dir>/<release id>/timeline.json``), its timeline: that one
+an entry is still there, its swap facts (``<report_dir>/<release id>/facts.json``, else computed
+from the ``timeline.json`` beside it): those
 gives the hot window, the time out of traffic and when a problem was detected and handled. An
 entry whose timeline is gone still counts in the success rate and the durations.
 

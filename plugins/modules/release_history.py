@@ -23,7 +23,8 @@ description:
     median and p95 duration and hot window, releases with rolled back hosts and their reasons, median
     time to detection and to safe, over every release and over the last O(last).
   - The hot window, the time out of traffic, detection and recovery come from the release's report
-    (C(<report_dir>/<release id>/timeline.json), written by the C(sre.rollout.release_report) callback);
+    (C(<report_dir>/<release id>/facts.json), else its C(timeline.json), both written by the
+    C(sre.rollout.release_report) callback);
     an entry whose report is gone still counts in the success rate and the durations, with those
     columns empty.
   - Detected is the first failed step of a host or the first canary interval judged C(fail); safe
