@@ -8,9 +8,8 @@ without notice and it must not be used from outside the collection.
 Reads the ledger directory (``<rollout_state_dir>/ledger/*.json``, one file per release, a
 rollback handed a release beside it as ``<id>.rollback.json``) and, where the release report of
 an entry is still there, its swap facts (``<report_dir>/<release id>/facts.json``, else computed
-from the ``timeline.json`` beside it): those
-gives the hot window, the time out of traffic and when a problem was detected and handled. An
-entry whose timeline is gone still counts in the success rate and the durations.
+from the ``timeline.json`` beside it): they give the hot window, the time out of traffic and
+when a problem was detected and handled. An entry whose report is gone still counts in the success rate and the durations.
 
 Per app and env: success rate, median and p95 duration and hot window, rollbacks and their
 reasons, time from start to detection and from detection to every host safe again, and the
