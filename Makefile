@@ -13,6 +13,8 @@ PYTEST_ARGS ?= --durations=15
 # lab 1 is the default lab ($(LAB_DIR), LAB_NET $(LAB_NET)), lab N is .lab-N on LAB_NET LAB_NET+N-1;
 # lab 2 is production-shaped (LAB_PROFILE=production: HTTPS, basic auth, LB names unlike the inventory).
 # Tests marked profile("production") / profile("default") run on that lab whichever worker runs them.
+# After the suite, `make test` builds the release history of the ledger the suite wrote (.rollout) with
+# playbooks/history.yml and checks it, and a real report, in headless Chromium (tests/browser/).
 TEST_LABS ?= 2
 export LAB_HOSTS LAB_DIR
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
@@ -69,7 +71,8 @@ test: setup
 	  if [ $$n = 2 ]; then profile=production; else profile=default; fi; \
 	  LAB_DIR=$$dir LAB_NET=$$(( $(LAB_NET) + n - 1 )) LAB_PROFILE=$$profile $(PY) tests/lab/lab.py up || { rc=$$?; break; }; \
 	done; \
-	if [ $$rc = 0 ]; then TEST_LAB_DIRS=$$dirs $(PY) -m pytest -n $(TEST_LABS) --dist worksteal $(PYTEST_ARGS) tests || rc=$$?; fi; \
+	if [ $$rc = 0 ]; then TEST_LAB_DIRS=$$dirs $(PY) -m pytest -n $(TEST_LABS) --dist worksteal $(PYTEST_ARGS) tests || rc=$$?; \
+	  SRE_ROLLOUT_AFTER_SUITE=1 $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS) tests/browser/test_history_after_suite.py || rc=$$?; fi; \
 	for dir in $${dirs//:/ }; do LAB_DIR=$$dir $(PY) tests/lab/lab.py down || rc=$$?; done; \
 	exit $$rc
 

@@ -4,8 +4,9 @@
 # copies on loopback (see tests/lab/lab.py).
 set -euo pipefail
 # python3-venv: the venvs of make setup, test-matrix and lint; shellcheck: the sanity test of `make lint`;
-# libnginx-mod-http-lua, lua-resty-core: the lab nginx's reload-free (lua) mode.
-packages=(haproxy nginx libnginx-mod-http-lua lua-resty-core prometheus prometheus-alertmanager openssh-server openssh-client python3 python3-venv ca-certificates shellcheck)
+# libnginx-mod-http-lua, lua-resty-core: the lab nginx's reload-free (lua) mode;
+# chromium: the headless browser the report's test loads report.html and history.html in.
+packages=(haproxy nginx libnginx-mod-http-lua lua-resty-core prometheus prometheus-alertmanager openssh-server openssh-client python3 python3-venv ca-certificates shellcheck chromium)
 missing=()
 for p in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

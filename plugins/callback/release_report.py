@@ -36,6 +36,15 @@ description:
     C(version), C(operator), C(checker), C(events) (one per host and task), C(batches),
     C(rollbacks), C(stats) per host, C(runs), C(custom) (the run-wide C(set_stats) data, such as
     C(rollout_out_plan), C(rollout_out_canary), C(rollout_out_hosts)) and C(custom_per_host).
+  - The report (one file, inline CSS and SVG, no script, nothing from the network) shows a summary that
+    counts the hosts by their recorded outcome, with the duration, the hot window and the time out of
+    traffic per host; a Gantt timeline (one row per planned host, the swap's steps as segments, the time
+    out of the load balancers, canary and batch boundaries, the canary soak, failures and rollbacks); a
+    chart per canary metric (canary, baseline, threshold, each interval's verdict); the plan, rollbacks,
+    failed tasks, hosts and each host's tasks.
+  - After each release it rebuilds the release history, C(<report_dir>/history.html) and
+    C(history.json), from the ledger directory (where finalize wrote the entry, C(rollout_out_ledger),
+    else C(<state directory>/ledger)); the report links to it. See M(sre.rollout.release_history).
   - Trouble writing the files is a warning, never a failed playbook.
   - A dry run (C(--check)) writes nothing.
 author:
@@ -83,12 +92,14 @@ notes:
   - A playbook killed before its end (SIGKILL) writes no run; the next run of the same release
     id still reports the earlier complete runs.
 seealso:
+  - module: sre.rollout.release_history
   - module: sre.rollout.release_plan
   - name: ansible.builtin.set_stats
     description: How playbooks pass the release id, plan and outcomes to this callback.
     link: https://docs.ansible.com/ansible/latest/collections/ansible/builtin/set_stats_module.html
 """
 
+import fcntl
 import html
 import json
 import os
@@ -101,7 +112,7 @@ from typing import Any, Iterable, Mapping
 from ansible import context
 from ansible.plugins.callback import CallbackBase
 
-from ansible_collections.sre.rollout.plugins.module_utils import _outcome, _vocab
+from ansible_collections.sre.rollout.plugins.module_utils import _history, _outcome, _report, _vocab
 from ansible_collections.sre.rollout.plugins.module_utils._common import atomic_write
 from ansible_collections.sre.rollout.plugins.module_utils._plan import plan_rows, plan_summary
 
@@ -160,6 +171,17 @@ def failure_message(result: Mapping[str, Any]) -> str:
     if not parts and result.get("rc") not in (None, 0):
         parts.append(f"exit code {result.get('rc')}")
     return _truncate("\n".join(dict.fromkeys(p for p in parts if p)) or "failed (no message)")
+
+
+def step_detail(result: Mapping[str, Any]) -> dict[str, Any]:
+    """What the report's timeline needs from an LB step's result: how long the module waited after
+    enabling (or draining) the member, and whether it warmed the member up."""
+    lbs = result.get("lbs") if isinstance(result, Mapping) else None
+    if not isinstance(lbs, list) or not lbs or not all(isinstance(lb, Mapping) for lb in lbs):
+        return {}
+    waited = [float(lb["waited"]) for lb in lbs if isinstance(lb.get("waited"), (int, float))]
+    return {"waited": round(max(waited), 3) if waited else 0.0,
+            "warmup": any(lb.get("warmup_weights") for lb in lbs)}
 
 
 def _json(data: Any) -> str:
@@ -234,6 +256,9 @@ class RunRecorder:
         if status in ("failed", "unreachable"):
             event["msg"] = failure_message(result)
             event["ignored"] = bool(ignored)
+        detail = step_detail(result)
+        if detail:
+            event["detail"] = detail
         self.events.append(event)
         self._note_batch(host, start, end)
         return event
@@ -441,23 +466,7 @@ def build_timeline(release_id: str, runs: list[Mapping[str, Any]]) -> dict[str, 
 
 # --------------------------------------------------------------------------- HTML
 
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5rem auto;max-width:78rem;
-color:#1d2733;padding:0 1rem;line-height:1.4}
-h1{font-size:1.5rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #d5dbe2}
-table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}
-th,td{border:1px solid #d5dbe2;padding:.25rem .5rem;text-align:left;vertical-align:top}
-th{background:#f1f4f7}.num{font-variant-numeric:tabular-nums}
-pre{white-space:pre-wrap;word-break:break-word;margin:0;font-size:.85rem}
-.badge{display:inline-block;padding:.15rem .6rem;border-radius:.8rem;font-weight:600;color:#fff}
-.success,.ok{background:#2e7d32}.failed,.unreachable{background:#c62828}
-.rolled-back,.rescued{background:#ef6c00}.other{background:#546e7a}
-tr.skipped td{color:#8a96a3}tr.failed td{background:#fdecea}tr.unreachable td{background:#fdecea}
-.bar{position:relative;height:.8rem;min-width:14rem;background:#f1f4f7}
-.bar span{position:absolute;top:0;bottom:0;background:#1565c0}
-tr.failed .bar span,tr.unreachable .bar span{background:#c62828}tr.skipped .bar span{background:#b0bec5}
-details{margin:.4rem 0}summary{cursor:pointer}.muted{color:#6b7785}
-"""
+HISTORY_PAGE = "history.html"  # in the report directory, beside the releases' directories
 
 
 def _e(value: Any) -> str:
@@ -466,7 +475,7 @@ def _e(value: Any) -> str:
 
 def _css_class(status: str) -> str:
     status = _text(status).lower()
-    if status in (_vocab.SUCCESS, "ok", _vocab.FAILED, _vocab.UNREACHABLE, RESCUED):
+    if status in (_vocab.SUCCESS, "ok", _vocab.FAILED, _vocab.UNREACHABLE, RESCUED, _vocab.PAUSED):
         return status
     if status in _vocab.OK_OUTCOMES or status in ("pass", "passed", "healthy"):
         return "ok"
@@ -480,57 +489,139 @@ def _badge(status: Any) -> str:
 
 
 def _seconds(value: Any) -> str:
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        return ""
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    return f"{int(seconds // 60)} min {seconds % 60:04.1f} s"
+    return _report.duration(value)
 
 
 def _table(headers: list[str], rows: Iterable[list[str]], row_classes: Iterable[str] | None = None) -> str:
-    """Rows are already-escaped HTML cells."""
+    """Rows are already-escaped HTML cells; the table scrolls inside its box, never the page."""
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
     classes = list(row_classes) if row_classes is not None else None
     body = []
     for index, row in enumerate(rows):
         css = f' class="{classes[index]}"' if classes and classes[index] else ""
         body.append(f"<tr{css}>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
 def _value_html(value: Any, depth: int = 0) -> str:
-    """Any set_stats value as escaped HTML: dicts as tables, lists of dicts as tables."""
+    """Any set_stats value as escaped HTML: dicts as tables, lists of dicts as tables, numbers for people."""
     if isinstance(value, Mapping) and value and depth < 4:
         return _table(["key", "value"], [[_e(k), _value_html(v, depth + 1)] for k, v in value.items()])
     if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value) and depth < 4:
         keys = list(dict.fromkeys(k for v in value for k in v))
         return _table(keys, [[_value_html(v.get(k), depth + 1) for k in keys] for v in value])
     if isinstance(value, list) and all(not isinstance(v, (Mapping, list)) for v in value):
-        return _e(", ".join(_text(v) for v in value))
+        return _e(", ".join(_report.num(v) if isinstance(v, float) else _text(v) for v in value))
     if isinstance(value, (Mapping, list)):
         return f"<pre>{_e(json.dumps(value, indent=1, default=str))}</pre>"
+    if isinstance(value, float):
+        return f'<span class="num">{_e(_report.num(value))}</span>'
     return _e(value)
 
 
-def _summary_html(timeline: Mapping[str, Any]) -> str:
-    status = timeline["host_status"]
-    app_hosts = [h for h in status if h not in ("localhost", "127.0.0.1")] or list(status)
-    ok = sum(1 for h in app_hosts if status[h] == "ok")
-    rate = f"{ok}/{len(app_hosts)} hosts ok ({100.0 * ok / len(app_hosts):.0f}%)" if app_hosts else "no hosts"
+def _ledger_entry(timeline: Mapping[str, Any]) -> Mapping[str, Any]:
+    entry = output(timeline["custom"], "ledger_entry")
+    return entry if isinstance(entry, Mapping) else {}
+
+
+def summary_facts(timeline: Mapping[str, Any], facts: Mapping[str, Any]) -> dict[str, Any]:
+    """What the summary says: the result, the hosts per outcome (as the role recorded them), the
+    excluded ones, why it stopped, the duration, the hot window and the time out of traffic."""
+    outcomes = timeline["host_outcomes"]
+    plan = output(timeline["custom"], "plan")
+    plan = plan if isinstance(plan, Mapping) else {}
+    entry = _ledger_entry(timeline)
+    counts: dict[str, int] = {}
+    for record in outcomes.values():
+        name = _text(record.get("outcome") or _vocab.UNKNOWN)
+        counts[name] = counts.get(name, 0) + 1
+    planned = len(plan.get("order") or []) or len(outcomes)
+    excluded = plan.get("excluded") or []
+    reason = entry.get("halt_reason") or output(timeline["custom"], "halt_reason") or ""
+    if not reason and timeline["rollbacks"]:
+        reason = timeline["rollbacks"][0]["reason"]
+    out = _report.out_of_traffic_stats(facts)
+    return {"result": timeline["result"], "counts": counts, "planned": planned,
+            "excluded": len(excluded) if isinstance(excluded, (list, Mapping)) else 0,
+            "recorded": bool(outcomes), "reason": " ".join(_text(reason).split()),
+            "mode": entry.get("mode") or ("rollback" if any(p.startswith("rollback") for r in timeline["runs"]
+                                                            for p in r.get("playbooks", [])) else "release"),
+            "duration": timeline.get("duration"), "hot_window": (facts.get("hot_window") or {}).get("seconds"),
+            "out_max": out["max"], "out_median": out["median"], "out_longest": out["longest"],
+            "out_hosts": out["hosts"], "still_out": [r["host"] for r in facts["rows"] if r["still_out"]]}
+
+
+def headline(summary: Mapping[str, Any], timeline: Mapping[str, Any]) -> str:
+    """One sentence that says what happened, counting hosts by the outcome the role recorded."""
+    counts, planned = summary["counts"], summary["planned"]
+    target = timeline.get("artifact") or timeline.get("version") or "the new version"
+    if not summary["recorded"]:
+        status = timeline["host_status"]
+        app_hosts = [h for h in status if h not in _report.CONTROLLER_HOSTS]
+        bad = sorted(h for h in app_hosts if status[h] != "ok")
+        what = f"no host outcome was recorded (the run ended before finalize); tasks failed on {', '.join(bad)}" if bad \
+            else "no host outcome was recorded (the run ended before finalize)"
+        return f"{summary['result']}: {what}."
+    parts = [f"{counts[name]} {name.replace('_', ' ')}" for name in
+             (_vocab.RELEASED, _vocab.SKIPPED, _vocab.ROLLED_BACK, _vocab.FAILED, _vocab.TIMED_OUT, _vocab.UNREACHABLE,
+              _vocab.NOT_TOUCHED, _vocab.UNKNOWN) if counts.get(name)]
+    parts += [f"{n} {name}" for name, n in counts.items() if name not in _vocab.OUTCOMES and n]
+    hosts = ", ".join(parts) + f" of {planned} planned host{'s' if planned != 1 else ''}"
+    if summary["excluded"]:
+        hosts += f"; {summary['excluded']} excluded before the release"
+    verb = "Rolled back" if summary["mode"] == "rollback" else "Released"
+    if summary["result"] == _vocab.SUCCESS:
+        done = counts.get(_vocab.RELEASED, 0) + counts.get(_vocab.ROLLED_BACK, 0) * (summary["mode"] == "rollback")
+        text = f"{verb} {target} to {done} of {planned} hosts: {hosts}."
+    elif summary["result"] == _vocab.PAUSED:
+        text = f"Paused: {summary['reason'] or 'waiting for a decision'}. {hosts}."
+    else:
+        text = f"Failed: {summary['reason'] or 'the release stopped'}. {hosts}."
+    if summary["still_out"]:
+        text += f" Still out of traffic: {', '.join(summary['still_out'])}."
+    return text
+
+
+def _summary_html(timeline: Mapping[str, Any], facts: Mapping[str, Any]) -> str:
+    summary = summary_facts(timeline, facts)
+    counts = summary["counts"]
     playbooks = ", ".join(p for run in timeline["runs"] for p in run.get("playbooks", []))
+    released = counts.get(_vocab.RELEASED, 0)
+    kpis = _report.kpis_html([
+        ("result", summary["result"]),
+        ("hosts released", f"{released} of {summary['planned']}" if summary["recorded"] else "-"),
+        ("rolled back", str(counts.get(_vocab.ROLLED_BACK, 0))),
+        ("failed / timed out", str(counts.get(_vocab.FAILED, 0) + counts.get(_vocab.TIMED_OUT, 0))),
+        ("unreachable", str(counts.get(_vocab.UNREACHABLE, 0))),
+        ("not touched", str(counts.get(_vocab.NOT_TOUCHED, 0))),
+        ("excluded", str(summary["excluded"])),
+        ("duration", _seconds(summary["duration"]) or "-"),
+        ("hot window (first drain → last back)", _seconds(summary["hot_window"]) or "-"),
+        ("out of traffic, max" + (f" ({summary['out_longest']})" if summary["out_longest"] else ""),
+         _seconds(summary["out_max"]) or "-"),
+        (f"out of traffic, median of {summary['out_hosts']} hosts", _seconds(summary["out_median"]) or "-"),
+    ])
     rows = [
         ["release id", _e(timeline["release_id"])], ["result", _badge(timeline["result"])],
         ["app", _e(timeline.get("app") or "-")],
         ["version", _e(timeline.get("version") or timeline.get("artifact") or "-")],
         ["operator", _e(timeline.get("operator") or "-")], ["checker", _e(timeline.get("checker") or "-")],
         ["started", _e(timeline.get("started"))], ["ended", _e(timeline.get("ended"))],
-        ["duration", _e(_seconds(timeline.get("duration")))], ["hosts", _e(rate)],
         ["runs", _e(f"{len(timeline['runs'])}: {playbooks}")],
-        ["rollbacks", _e(len(timeline["rollbacks"]))],
     ]
-    return "<table>" + "".join(f"<tr><th>{_e(k)}</th><td>{v}</td></tr>" for k, v in rows) + "</table>"
+    table = ('<div class="scroll"><table>' + "".join(f"<tr><th>{_e(k)}</th><td>{v}</td></tr>" for k, v in rows)
+             + "</table></div>")
+    return (f'<p class="headline {_css_class(summary["result"])}">{_e(headline(summary, timeline))}</p>'
+            + kpis + table)
+
+
+def _timeline_html(facts: Mapping[str, Any]) -> str:
+    if not facts["rows"]:
+        return '<p class="muted">No host ran a step.</p>'
+    note = ('<p class="muted">One row per host, time from the first task of the release. Red band: the host is out of '
+            "its load balancers (from the start of the drain until it is back in, at warm-up weight if it has one); "
+            "its length is on the right. Dashed lines: where the canary and each batch began.</p>")
+    return _report.legend_html() + f'<div class="scroll">{_report.gantt_svg(facts)}</div>' + note
 
 
 def _plan_html(plan: Any) -> str:
@@ -545,12 +636,27 @@ def _plan_html(plan: Any) -> str:
 def _canary_html(canary: Any) -> str:
     if not canary:
         return '<p class="muted">No canary verdict was recorded (set_stats rollout_out_canary).</p>'
-    if isinstance(canary, Mapping):
-        verdict = canary.get("verdict", canary.get("result"))
-        rest = {k: v for k, v in canary.items() if k not in ("verdict", "result")}
-        head = f"<p>verdict: {_badge(verdict if verdict is not None else 'unknown')}</p>"
-        return head + (_value_html(rest) if rest else "")
-    return _value_html(canary)
+    if not isinstance(canary, Mapping):
+        return _value_html(canary)
+    verdict = canary.get("verdict", canary.get("result"))
+    head = f"<p>verdict: {_badge(verdict if verdict is not None else 'unknown')}"
+    if canary.get("hosts"):
+        head += f" &middot; canary {_e(', '.join(_text(h) for h in canary['hosts']))}"
+    head += "</p>" + (f"<p>{_e(canary['summary'])}</p>" if canary.get("summary") else "")
+    if isinstance(canary.get("measurements"), list) and not canary["measurements"]:
+        return head + _report.canary_charts_html(canary)
+    if isinstance(canary.get("measurements"), list):
+        charts = _report.canary_charts_html(canary)
+        rest = {k: v for k, v in canary.items() if k not in ("verdict", "result", "hosts", "summary", "measurements")}
+        raw = _table(["interval", "time", "metric", "canary", "baseline", "outcome", "reason"],
+                     [[_e(m.get("interval")), _e(m.get("time")), _e(m.get("metric")), _e(_report.num(m.get("canary"))),
+                       _e(_report.num(m.get("baseline"))), _badge(m.get("outcome")), _e(m.get("reason"))]
+                      for m in canary["measurements"] if isinstance(m, Mapping)])
+        return (head + charts + f"<details><summary>every measurement ({len(canary['measurements'])})</summary>{raw}"
+                "</details>" + (f"<details><summary>queries and criteria</summary>{_value_html(rest)}</details>"
+                                if rest else ""))
+    rest = {k: v for k, v in canary.items() if k not in ("verdict", "result")}
+    return head + (_value_html(rest) if rest else "")
 
 
 def _rollbacks_html(rollbacks: list[Mapping[str, Any]]) -> str:
@@ -560,21 +666,31 @@ def _rollbacks_html(rollbacks: list[Mapping[str, Any]]) -> str:
     return _table(["host", "outcome", "why"], rows)
 
 
-def _hosts_html(timeline: Mapping[str, Any]) -> str:
+_HOST_COLUMNS = ("zone", "last_step", "current", "previous", "silence", "lock")
+
+
+def _hosts_html(timeline: Mapping[str, Any], facts: Mapping[str, Any]) -> str:
     outcomes = timeline["host_outcomes"]
-    hosts = sorted(set(timeline["host_status"]) | set(outcomes), key=_natural_key)
+    hosts = [r["host"] for r in facts["rows"]]
+    hosts += sorted((h for h in set(timeline["host_status"]) | set(outcomes)
+                     if h not in hosts and h not in _report.CONTROLLER_HOSTS), key=_natural_key)
     if not hosts:
         return '<p class="muted">No host ran a task.</p>'
-    extra_keys = list(dict.fromkeys(k for o in outcomes.values() for k in o if k not in ("outcome", "host")))
+    out = {r["host"]: r for r in facts["rows"]}
     rows = []
     for host in hosts:
         entry = outcomes.get(host, {})
-        counts = timeline["stats"].get(host, {})
-        rows.append([_e(host), _badge(timeline["host_status"].get(host, "-")),
-                     _e(entry.get("outcome", "")) if entry else '<span class="muted">-</span>']
-                    + [_value_html(entry.get(k, "")) for k in extra_keys]
-                    + [_e(" ".join(f"{k}={v}" for k, v in counts.items() if v))])
-    return _table(["host", "status", "outcome (rollout_hosts)", *extra_keys, "task counts"], rows)
+        row = out.get(host)
+        away = (_seconds(row["out_seconds"]) + (" (still out)" if row["still_out"] else "")) if row and row["out_of_traffic"] else "-"
+        lbs = entry.get("lbs") if isinstance(entry.get("lbs"), Mapping) else {}
+        extra = {k: v for k, v in entry.items() if k not in ("host", "outcome", "lbs", "action", "out_of_traffic")
+                 + _HOST_COLUMNS and v not in (None, "", [], {})}
+        rows.append([_e(host), _badge(entry.get("outcome") or timeline["host_status"].get(host, "-")),
+                     *[_e(entry.get(k, "")) for k in _HOST_COLUMNS], _e(away),
+                     _e(", ".join(f"{k}: {v}" for k, v in lbs.items())), _e(entry.get("action") or ""),
+                     f"<details><summary>more</summary>{_value_html(extra)}</details>" if extra else ""])
+    return _table(["host", "outcome", "zone", "last step", "current", "previous", "silence", "lock",
+                   "out of traffic", "load balancers", "what to do", "recorded"], rows)
 
 
 def _short_list(names: list[str], limit: int = 12) -> str:
@@ -616,12 +732,12 @@ def _host_timeline_html(host: str, events: list[Mapping[str, Any]], t0: float, s
         bar_html = f'<div class="bar"><span style="left:{left:.2f}%;width:{min(width, 100 - left):.2f}%"></span></div>'
         rows.append([f'<span class="num">{index}</span>', _e(event.get("play")), _e(event.get("role") or ""),
                      _e(event.get("task")), _e(event["status"] + (" (changed)" if event.get("changed") else "")),
-                     _e(f"+{event['t_start'] - t0:.1f} s"), _e(_seconds(event["duration"])), bar_html])
+                     _e(f"+{_seconds(event['t_start'] - t0)}"), _e(_seconds(event["duration"])), bar_html])
         classes.append(event["status"])
     total = sum(e["duration"] for e in events)
     is_open = " open" if status not in ("ok",) else ""
     summary = (f"<summary><strong>{_e(host)}</strong> {_badge(status)} "
-               f"<span class=\"muted\">{len(events)} steps, {_e(_seconds(total))} in tasks</span></summary>")
+               f"<span class=\"muted\">{len(events)} tasks, {_e(_seconds(total))} in tasks</span></summary>")
     return (f"<details{is_open}>{summary}"
             + _table(["#", "play", "role", "task", "status", "start", "duration", "timeline"], rows, classes)
             + "</details>")
@@ -640,24 +756,29 @@ def _timelines_html(timeline: Mapping[str, Any]) -> str:
                    for host in sorted(by_host, key=_natural_key))
 
 
-def render_html(timeline: Mapping[str, Any]) -> str:
-    """A self-contained page (inline CSS, no script, every value escaped)."""
+def render_html(timeline: Mapping[str, Any], history_link: str | None = f"../{HISTORY_PAGE}") -> str:
+    """A self-contained page (inline CSS and SVG, no script, no network, every value escaped)."""
     custom = timeline["custom"]
+    plan = output(custom, "plan")
+    facts = _report.swap_facts(timeline, plan if isinstance(plan, Mapping) else None)
     title = f"Release {timeline['release_id']}: {timeline['result']}"
     sections = [
-        ("Summary", _summary_html(timeline)),
-        ("Plan", _plan_html(output(custom, "plan"))),
+        ("Summary", _summary_html(timeline, facts)),
+        ("Timeline", _timeline_html(facts)),
         ("Canary", _canary_html(output(custom, "canary"))),
+        ("Plan", _plan_html(plan)),
         ("Rollbacks", _rollbacks_html(timeline["rollbacks"])),
         ("Failed tasks", _failures_html(timeline["events"])),
-        ("Hosts", _hosts_html(timeline)),
+        ("Hosts", _hosts_html(timeline, facts)),
         ("Batches", _batches_html(timeline["batches"])),
         ("Per-host timeline", _timelines_html(timeline)),
     ]
     body = "".join(f"<h2>{_e(name)}</h2>{content}" for name, content in sections)
+    nav = f'<nav><a href="{_e(history_link)}">release history</a><a href="timeline.json">timeline.json</a></nav>' \
+        if history_link else ""
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{_e(title)}</title>"
-            f"<style>{_CSS}</style></head><body><h1>Release {_e(timeline['release_id'])} "
+            f"<style>{_report.CSS}</style></head><body>{nav}<h1>Release {_e(timeline['release_id'])} "
             f"{_badge(timeline['result'])}</h1>"
             f"<p class=\"muted\">generated {_e(timeline['generated_at'])} by sre.rollout.release_report"
             f" - data in timeline.json next to this page</p>{body}</body></html>\n")
@@ -683,8 +804,35 @@ def write_release(report_dir: Path, release_id: str, run: Mapping[str, Any], war
     timeline = build_timeline(release_id, load_runs(release_dir / "runs", warn))
     timeline_path, html_path = release_dir / "timeline.json", release_dir / "report.html"
     atomic_write(str(timeline_path), _json(timeline))
+    plan = output(timeline["custom"], "plan")
+    # what the history needs of the timeline, so that it never reads every release's whole timeline
+    atomic_write(str(release_dir / _history.FACTS_FILE),
+                 _json(_report.swap_facts(timeline, plan if isinstance(plan, Mapping) else None)))
     atomic_write(str(html_path), render_html(timeline))
     return timeline_path, html_path
+
+
+def ledger_dir_of(custom: Mapping[str, Any], state_dir: Path) -> Path:
+    """The directory of the ledger entry finalize wrote (``rollout_out_ledger``), else the state directory's."""
+    written = output(custom, "ledger")
+    if isinstance(written, str) and written.strip():
+        return Path(os.path.expanduser(written.strip())).parent
+    return state_dir / "ledger"
+
+
+def write_history(report_dir: Path, ledger_dir: Path, last: int = 10) -> Path | None:
+    """Rebuild ``history.html`` and ``history.json`` beside the releases' reports from every ledger entry."""
+    if not ledger_dir.is_dir():
+        return None
+    report_dir.mkdir(parents=True, exist_ok=True)
+    path = report_dir / HISTORY_PAGE
+    # two releases ending at once on one controller: the second reads the ledger after the first wrote
+    with open(report_dir / ".history.lock", "a", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = _history.history(ledger_dir, report_dir, last=last)
+        atomic_write(str(report_dir / "history.json"), _json(data))
+        atomic_write(str(path), _history.render_html(data))
+    return path
 
 
 # --------------------------------------------------------------------------- the callback
@@ -782,8 +930,8 @@ class CallbackModule(CallbackBase):
             self._display.warning(f"release_report: release id {release_id!r} is stored as {safe_id!r}")
         run = self.recorder.finish({h: stats.summarize(h) for h in sorted(stats.processed)}, custom, per_host)
         explicit_dir = self.get_option("report_dir")
-        report_dir = Path(os.path.expanduser(explicit_dir)) if explicit_dir \
-            else state_dir_of(self.get_option("state_dir"), custom, self.recorder.extra_vars) / "reports"
+        state_dir = state_dir_of(self.get_option("state_dir"), custom, self.recorder.extra_vars)
+        report_dir = Path(os.path.expanduser(explicit_dir)) if explicit_dir else state_dir / "reports"
         try:
             timeline_path, html_path = write_release(report_dir, safe_id, run, self._display.warning)
         except OSError as exc:
@@ -793,3 +941,10 @@ class CallbackModule(CallbackBase):
             return
         self._display.display(f"release report: {html_path}")
         self._display.display(f"release timeline: {timeline_path}")
+        try:
+            history_path = write_history(report_dir, ledger_dir_of(custom, state_dir))
+        except (OSError, ValueError) as exc:
+            self._display.warning(f"release_report: cannot write the release history under {report_dir}: {exc}")
+            return
+        if history_path:
+            self._display.display(f"release history: {history_path}")

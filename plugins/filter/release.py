@@ -117,6 +117,7 @@ def host_records(hostvars: Any, hosts: Iterable[str], release_id: str,
         record = {
             "host": host,
             "zone": get("cmdb_zone") or "",
+            "env": get("cmdb_env") or "",
             "outcome": outcome,
             "last_step": found["last_step"],
             "restored": bool(found.get("restored")),

@@ -89,19 +89,21 @@ def test_runtime_api_answers_on_unix_socket_and_tcp(lab):
         info = runtime_api(address, "show info")
         assert "Name: HAProxy" in info
         # admin level: a write command is accepted (setting the weight it already has)
-        assert runtime_api(address, f"set server {lab['haproxy']['backend']}/web01 weight 100").strip() == ""
+        server = lab["haproxy"]["servers"]["web01"]  # HAProxy's own name (shop-a1 on the production profile)
+        assert runtime_api(address, f"set server {lab['haproxy']['backend']}/{server} weight 100").strip() == ""
 
 
 def test_haproxy_reload_keeps_runtime_state(lab):
     backend = lab["haproxy"]["backend"]
-    runtime_api(lab["haproxy"]["socket"], f"set server {backend}/web02 state maint")
+    server = lab["haproxy"]["servers"]["web02"]
+    runtime_api(lab["haproxy"]["socket"], f"set server {backend}/{server} state maint")
     try:
         subprocess.run([sys.executable, str(LAB_PY), "haproxy-reload"], check=True, capture_output=True,
                        env=labkit.ansible_env())
-        assert server_states(lab)["web02"] == "MAINT"
+        assert server_states(lab)[server] == "MAINT"
     finally:
-        runtime_api(lab["haproxy"]["socket"], f"set server {backend}/web02 state ready")
-        assert wait(lambda: server_states(lab)["web02"] == "UP")
+        runtime_api(lab["haproxy"]["socket"], f"set server {backend}/{server} state ready")
+        assert wait(lambda: server_states(lab)[server] == "UP")
 
 
 def test_haproxy_exporter_and_prometheus_targets(lab):

@@ -58,6 +58,15 @@ def test_full_release_then_rollback(fresh, ansible):
     assert {h["outcome"] for h in entry["hosts"]} == {"released"}
     report = labkit.REPO / ".rollout" / "reports" / rid / "report.html"
     assert report.exists() and rid in report.read_text()
+    page = report.read_text()
+    assert page.count('<g class="row"') == len(lab["hosts"]) and page.count('class="out"') == len(lab["hosts"])
+    assert page.count('<svg class="canary-chart"') == len({m["metric"] for m in entry["canary"]["measurements"]})
+    assert f"Released app-1.1.0 to {len(lab['hosts'])} of {len(lab['hosts'])} hosts" in page
+    assert {c["name"] for c in entry["canary"]["criteria"]} == {m["metric"] for m in entry["canary"]["measurements"]}
+    assert {h["env"] for h in entry["hosts"]} == {"lab"}
+    # the history the callback rebuilt after the release lists it, and links to its report
+    history = (labkit.REPO / ".rollout" / "reports" / "history.html").read_text()
+    assert f'<a href="{rid}/report.html">' in history
 
     # rollback.yml with no extra vars: every host back to its recorded previous artifact
     with labkit.LoadRun(lab["haproxy"]["url"], rate=30) as load:

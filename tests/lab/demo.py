@@ -78,7 +78,9 @@ def main() -> int:
             print(f"  {kind:9s} requests={counts['requests']:<6d} errors={counts['errors']:<4d} {failures}  "
                   f"p99={counts['p99_ms']}ms")
     print(f"ledger      {ledger if ledger.exists() else 'none (the release stopped before finalize)'}")
-    print(f"report      {report_dir / 'report.html'}")
+    print(f"report      {report_dir / 'report.html'}  (timeline of every host's steps, canary charts)")
+    print(f"history     {report_dir.parent / 'history.html'}  (every release of the ledger; "
+          "ansible-playbook sre.rollout.history rebuilds it)")
     errors = via_haproxy.summary["errors"] + via_nginx.summary["errors"]
     print(f"errors      {errors}")
     if rc != 0 or errors != 0:

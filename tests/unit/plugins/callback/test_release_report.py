@@ -125,6 +125,12 @@ def plugin_config_definitions():
     C.config.initialize_plugin_configuration_definitions("callback", PLUGIN, options)
 
 
+@pytest.fixture(autouse=True)
+def elsewhere(tmp_path, monkeypatch):
+    """Run where no state directory is: the default one (./.rollout) is the checkout's, which make test fills."""
+    monkeypatch.chdir(tmp_path)
+
+
 def make_callback(report_dir: Path | None, **direct: Any) -> CallbackModule:
     callback = CallbackModule(display=FakeDisplay())
     callback._load_name = PLUGIN
@@ -551,7 +557,7 @@ def test_a_run_the_role_did_not_judge_is_judged_by_the_same_verdict(custom, stat
 
 @pytest.mark.parametrize("status, css", [("released", "ok"), ("skipped", "ok"), ("rolled_back", "rolled-back"),
                                          ("rescued", "rescued"), ("timed_out", "failed"), ("unreachable", "unreachable"),
-                                         ("failed", "failed"), ("success", "success"), ("paused", "other"),
+                                         ("failed", "failed"), ("success", "success"), ("paused", "paused"),
                                          ("rollback pending", "other"), ("restored", "other")])
 def test_badges_follow_the_outcome_names(status, css):
     assert release_report._css_class(status) == css
@@ -616,7 +622,9 @@ def test_report_page_shows_every_section_and_escapes_everything(tmp_path):
     assert page.count("<details") >= 3                             # one per host
     assert 'class="bar"' in page
     assert "http://" not in page and "https://" not in page        # self-contained
-    assert "2/3 hosts ok (67%)" in page
+    headline = re.search(r"<p class=\"headline failed\">(.*?)</p>", page).group(1)
+    assert "100%" not in headline and "hosts ok" not in page, headline
+    assert "1 rolled back of 3 planned hosts; 1 excluded" in headline, headline
 
 
 def test_render_handles_a_release_without_custom_data():
@@ -735,3 +743,66 @@ def test_real_run_through_ansible_runner_adds_to_the_same_release(tmp_path):
     assert len(timeline["events"]) == 2 * 5
     assert timeline["result"] == "success"
     assert (reports / "rel-awx" / "report.html").is_file()
+
+
+# --------------------------------------------------------------------------- recorded lab releases
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "releases"
+
+
+def recorded(name: str) -> dict:
+    import gzip
+
+    with gzip.open(FIXTURES / f"{name}.timeline.json.gz", "rt", encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _headline(page: str) -> str:
+    return re.search(r'<p class="headline [a-z-]+">(.*?)</p>', page).group(1)
+
+
+def test_a_canary_rolled_back_for_its_500s_says_so_not_100_percent_ok():
+    page = render_html(recorded("t-errors-052414-3859"))
+    headline = _headline(page)
+    assert headline.startswith("Failed: canary web01 fail: fail: 1 of 4 intervals"), headline
+    assert headline.endswith("1 rolled back, 5 not touched of 6 planned hosts."), headline
+    assert "100%" not in headline and "hosts ok" not in page
+    assert '<b>0 of 6</b><span>hosts released</span>' in page and "<b>1</b><span>rolled back</span>" in page
+    assert page.count('<svg class="canary-chart"') == 4 and '<svg class="gantt"' in page
+    assert "0.042766578630198976" not in page and "0.0428" in page
+
+
+def test_a_successful_release_says_how_many_hosts_and_how_long_they_were_out():
+    data = recorded("t-full-051058-3859")
+    page = render_html(data)
+    assert _headline(page) == "Released app-1.1.0 to 6 of 6 hosts: 6 released of 6 planned hosts."
+    assert re.search(r"<b>[0-9.]+ s</b><span>out of traffic, max \(web0\d\)</span>", page)
+    assert "<span>out of traffic, median of 6 hosts</span>" in page
+    assert page.count('<g class="row"') == 6 and '<a href="../history.html">release history</a>' in page
+    assert not re.search(r'(src|href)="(https?:)?//', page) and "<script" not in page  # nothing from the network
+
+
+def test_a_run_that_ended_before_finalize_does_not_claim_outcomes():
+    data = recorded("t-halt-051726-3859")
+    data["host_outcomes"] = {}
+    data["custom"].pop("rollout_out_ledger_entry")
+    headline = _headline(render_html(data))
+    assert headline.startswith("failed: no host outcome was recorded"), headline
+
+
+def test_the_history_is_rebuilt_beside_the_reports(tmp_path):
+    ledger = tmp_path / "ledger"
+    ledger.mkdir()
+    (ledger / "t-full-051058-3859.json").write_text((FIXTURES / "t-full-051058-3859.ledger.json").read_text())
+    path = release_report.write_history(tmp_path / "reports", ledger)
+    assert path == tmp_path / "reports" / "history.html" and path.read_text().count('<tr class="release"') == 1
+    assert json.loads((tmp_path / "reports" / "history.json").read_text())["releases"][0]["result"] == "success"
+    assert release_report.write_history(tmp_path / "reports", tmp_path / "none") is None
+    assert release_report.ledger_dir_of({"rollout_out_ledger": "/s/ledger/x.json"}, tmp_path) == Path("/s/ledger")
+    assert release_report.ledger_dir_of({}, tmp_path) == tmp_path / "ledger"
+
+
+def test_lb_step_results_keep_what_the_timeline_needs():
+    result = {"lbs": [{"waited": 1.5, "warmup_weights": [50]}, {"waited": 2.25, "warmup_weights": []}], "changed": True}
+    assert release_report.step_detail(result) == {"waited": 2.25, "warmup": True}
+    assert release_report.step_detail({"changed": True}) == {}
