@@ -65,7 +65,10 @@ def run_row(ansible, lab: dict, kind: str, step: str) -> dict:
             rerun = None
             if kind == "kill":
                 faults.clear(lab)
-                rerun = ansible.playbook("playbooks/release.yml", extravars={**FAST, "rollout_release_id": rid})
+                # the re-run has no fault to cut short: the role's own step timeout, not the matrix's 5 s,
+                # so that a loaded machine does not time a healthy step out
+                rerun = ansible.playbook("playbooks/release.yml", extravars={
+                    **FAST, "rollout_release_id": rid, "rollout_step_timeout": 60})
         seconds = round(time.monotonic() - started, 1)
     hosts = {h["name"]: h for h in lab["hosts"]}
     entry = _ledger(rid)
