@@ -289,7 +289,7 @@ def test_main_runs_in_check_mode(server, capsys):
 
 def test_main_failure_says_what_and_returns_details(server, capsys):
     base, _unused = server({"/health": [(503, "warming up")]})
-    result = run_module(capsys, {"url": base + "/health", "interval": 0.05, "timeout": 0.2})
+    result = run_module(capsys, {"url": base + "/health", "interval": 0.05, "timeout": 1.5})
     assert result["failed"] is True
     assert result["msg"].startswith(f"{base}/health not healthy after")
     assert "last error: HTTP 503" in result["msg"] and "raise timeout" in result["msg"]
