@@ -103,6 +103,7 @@ def analyse(ansible, lab: dict, *analyses: dict) -> list[dict]:
 
 def sides(lab: dict, canary: str, **module_args) -> dict:
     return {"canary": [canary], "baseline": [h["name"] for h in lab["hosts"] if h["name"] != canary],
+            "haproxy_backend": lab["haproxy"]["backend"], "server_names": lab["haproxy"]["servers"],
             **module_args}
 
 
@@ -151,14 +152,15 @@ def test_good_canary_passes_under_load(lab_serving, ansible, load):
     assert result["inconclusive"] is False
     assert (result["intervals"], result["ok_intervals"], result["failed_intervals"]) == (3, 3, 0)
     assert result["inconclusive_intervals"] == 0
-    metrics = {"haproxy_5xx_ratio", "haproxy_response_time", "app_error_ratio", "app_p99_latency"}
+    metrics = {"haproxy_5xx_ratio", "haproxy_response_time", "haproxy_connection_errors", "app_error_ratio",
+               "app_p99_latency", "process_cpu", "process_memory"}
     assert {m["metric"] for m in result["measurements"]} == metrics
     assert len(result["measurements"]) == 3 * len(metrics)
     for m in result["measurements"]:
         # real numbers for both sides, measured on real traffic
         assert isinstance(m["canary"], float) and isinstance(m["baseline"], float), m
         assert m["ok"] is True and m["outcome"] == "ok", m
-    assert f'host=~"{canary}"' in result["queries"]["app_error_ratio"]["canary"]
+    assert f'instance=~"{canary}"' in result["queries"]["app_error_ratio"]["canary"]
     assert f'server=~"{canary}"' in result["queries"]["haproxy_5xx_ratio"]["canary"]
     assert canary not in result["queries"]["app_error_ratio"]["baseline"]
 
@@ -240,17 +242,17 @@ def test_no_data_for_the_canary_is_inconclusive(lab_serving, ansible, load):
     assert m["canary"] is None
     assert isinstance(m["baseline"], float)
     assert "no data" in m["reason"]
-    assert 'host=~"web0\\\\."' in result["queries"]["app_error_ratio"]["canary"]
+    assert 'instance=~"web0\\\\."' in result["queries"]["app_error_ratio"]["canary"]
 
 
 def test_invalid_query_fails_at_once_with_prometheus_message(lab_serving, ansible):
     lab = lab_serving
     started = time.monotonic()
     [result] = analyse(ansible, lab, sides(lab, "web01", duration=60, interval=5, metrics=[
-        {"name": "broken", "query": 'sum(rate(app_http_requests_total{host=~"$HOSTS"}[1m])', "max": 1}]))
+        {"name": "broken", "query": 'sum(rate(http_requests_total{instance=~"$INSTANCES"}[1m])', "max": 1}]))
     assert result["failed"] is True
     assert "rejected the query as invalid (bad_data)" in result["msg"]
     assert "parse error" in result["msg"]
-    assert result["query"] == 'sum(rate(app_http_requests_total{host=~"web01"}[1m])'
+    assert result["query"] == 'sum(rate(http_requests_total{instance=~"web01"}[1m])'
     assert "verdict" not in result
     assert time.monotonic() - started < 60  # it did not soak for the 60 s duration
