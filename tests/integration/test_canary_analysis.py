@@ -223,7 +223,7 @@ def test_prometheus_down_is_inconclusive_never_pass(lab_serving, ansible):
         assert result["inconclusive_intervals"] == 1
         assert result["ok_intervals"] == 0
         assert result["stopped_early"] is True
-        assert len(result["measurements"]) == 4
+        assert len(result["measurements"]) == 7  # the whole default catalogue, each inconclusive
         for m in result["measurements"]:
             assert (m["canary"], m["baseline"], m["ok"], m["outcome"]) == (None, None, False, "inconclusive")
             assert "cannot reach Prometheus" in m["reason"] and url in m["reason"]

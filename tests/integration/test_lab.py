@@ -172,7 +172,7 @@ def test_load_generator_sees_a_killed_backend(lab):
     finally:
         subprocess.run([str(Path(h["root"]) / "current" / "bin" / "start")], check=True, capture_output=True)
         assert wait(lambda: get(h["url"] + "/health")[0] == 200)
-        assert wait(lambda: server_states(lab)[h["name"]] == "UP")
+        assert wait(lambda: server_states(lab)[lab["haproxy"]["servers"][h["name"]]] == "UP")
 
 
 def test_load_generator_sees_a_reset_connection():
